@@ -24,3 +24,13 @@ def test_bad_parameter_stops_with_message(tmp_path):
     r = _papermill(tmp_path, ('exp', 9), ('preset', 'smoke'), ('out', tmp_path/'x'))
     assert r.returncode != 0 and 'exp=9' in r.stderr
     assert not (tmp_path/'x').exists()   # nothing was written before the parameters were checked
+
+@pytest.mark.parametrize('adv_loss', ['lsgan', 'wgan-gp'])
+def test_adversarial_loss_variants_smoke(adv_loss, tmp_path):
+    out = tmp_path/adv_loss
+    args = [sys.executable, '-m', 'papermill', str(NB), str(tmp_path/'out.ipynb'), '--log-level', 'WARNING',
+            '-p', 'exp', '7', '-p', 'preset', 'smoke', '-p', 'out', str(out), '-y', f'overrides: {{adv_loss: {adv_loss}, lambda_adv: 0.5}}']
+    r = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads((out/'results.json').read_text())
+    assert (res['adv_loss'], res['lambda_adv'], res['overrides']) == (adv_loss, 0.5, {'adv_loss': adv_loss, 'lambda_adv': 0.5})
