@@ -219,7 +219,7 @@ def plot_learning_curves(run_dir, path=None):
     if path: fig.savefig(path, dpi=80)
     return fig
 
-# %% ../nbs/07_evaluate.ipynb #70a6856f
+# %% ../nbs/07_evaluate.ipynb #af985179
 def check_params(exp, preset, data, seed, split, overrides=None) -> None:
     "Validate a run's parameters before any work: one clear error naming the bad one."
     get_experiment(exp)
@@ -234,7 +234,7 @@ def check_params(exp, preset, data, seed, split, overrides=None) -> None:
 def run_name(exp, preset, split, seed, overrides=None) -> str:
     "The default run folder name: `exp7-quick-patch-seed0`, plus `-field=value` for each preset override."
     extra = ''.join(f'-{k}={v}' for k, v in sorted((overrides or {}).items()))
-    return f'exp{int(exp)}-{preset}-{split}-seed{seed}{extra}'
+    return f'exp{get_experiment(exp).exp}-{preset}-{split}-seed{seed}{extra}'
 
 def run_experiment(exp=7, preset='quick', data='synthetic', seed=0, split='patch', out=None, device='auto',
                    resume: bool = True, progress: bool = True, overrides: dict | None = None) -> dict:
@@ -244,7 +244,7 @@ def run_experiment(exp=7, preset='quick', data='synthetic', seed=0, split='patch
     check_params(exp, preset, data, seed, split, overrides)
     t0 = time.time()
     out = Path(out) if out else runs_dir()/run_name(exp, preset, split, seed, overrides)
-    run = train(int(exp), preset, data, out, seed, split, resume=resume and (out/'checkpoint.pt').exists(),
+    run = train(get_experiment(exp).exp, preset, data, out, seed, split, resume=resume and (out/'checkpoint.pt').exists(),
                 device=device, progress=progress, **(overrides or {}))
     res = evaluate_run(run, device=device, keep=True, progress=progress)
     figs = {'examples': run/'examples.png', 'histograms': run/'histograms.png', 'learning_curves': run/'learning_curves.png'}

@@ -34,3 +34,12 @@ def test_adversarial_loss_variants_smoke(adv_loss, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads((out/'results.json').read_text())
     assert (res['adv_loss'], res['lambda_adv'], res['overrides']) == (adv_loss, 0.5, {'adv_loss': adv_loss, 'lambda_adv': 0.5})
+
+def test_three_domains_smoke(tmp_path):
+    "K = 3 (beyond the paper): D has 4 outputs, every batch holds the 3 domains, Dice is reported per domain."
+    out = tmp_path/'k3'
+    r = _papermill(tmp_path, ('exp', '7-k3'), ('preset', 'smoke'), ('out', out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads((out/'results.json').read_text())
+    assert res['exp'] == '7-k3' and set(res['patch_dice']) == {'iSEG', 'MRBrainS', 'LowField', 'mean'}
+    assert 0 <= res['jsd_bits']['input'] <= 1.585     # log2(3): the generalised JSD of 3 domains
