@@ -219,7 +219,7 @@ def plot_learning_curves(run_dir, path=None):
     if path: fig.savefig(path, dpi=80)
     return fig
 
-# %% ../nbs/07_evaluate.ipynb #af985179
+# %% ../nbs/07_evaluate.ipynb #5ae5d6c0
 def check_params(exp, preset, data, seed, split, overrides=None) -> None:
     "Validate a run's parameters before any work: one clear error naming the bad one."
     get_experiment(exp)
@@ -237,7 +237,9 @@ def run_name(exp, preset, split, seed, overrides=None) -> str:
     return f'exp{get_experiment(exp).exp}-{preset}-{split}-seed{seed}{extra}'
 
 def run_experiment(exp=7, preset='quick', data='synthetic', seed=0, split='patch', out=None, device='auto',
-                   resume: bool = True, progress: bool = True, overrides: dict | None = None) -> dict:
+                   resume: bool = True, progress: bool = True, overrides: dict | None = None,
+                   keep_volumes: bool = False  # also return the test volumes under '_volumes' (for a viewer)
+                  ) -> dict:
     "Train (or resume) Table 1 row `exp`, score it, save figures; returns the results (also in `out/results.json`)."
     from advnorm.train import train
     from advnorm.core import runs_dir
@@ -250,8 +252,9 @@ def run_experiment(exp=7, preset='quick', data='synthetic', seed=0, split='patch
     figs = {'examples': run/'examples.png', 'histograms': run/'histograms.png', 'learning_curves': run/'learning_curves.png'}
     plot_examples(res['_volumes'], figs['examples']); plot_tissue_histograms(res['_volumes'], figs['histograms'])
     plot_learning_curves(run, figs['learning_curves'])
+    vols = res['_volumes']
     res = {k: v for k, v in res.items() if not k.startswith('_')}
     res.update(figures={k: str(v) for k, v in figs.items()}, wall_seconds=round(time.time() - t0, 2), run_dir=str(run),
                overrides=dict(overrides or {}))
     (run/'results.json').write_text(json.dumps(res, indent=1))
-    return res
+    return res | {'_volumes': vols} if keep_volumes else res

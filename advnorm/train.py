@@ -156,7 +156,16 @@ def _check_finite(losses: dict, step: int, ckpt: Path):
 def _log(path: Path, rec: dict):
     with open(path, 'a') as f: f.write(json.dumps(rec) + '\n')
 
-# %% ../nbs/06_train.ipynb #589507b7
+# %% ../nbs/06_train.ipynb #f5b4a1f2
+def _check_writable(out: Path) -> None:
+    "Raise an OSError naming `out` unless it is (or can be created as) a writable folder; creates nothing."
+    if out.exists() and not out.is_dir(): raise NotADirectoryError(f'out={str(out)!r}: exists and is not a folder')
+    parent = out
+    while not parent.exists(): parent = parent.parent
+    if not parent.is_dir(): raise NotADirectoryError(f'out={str(out)!r}: cannot be created, {parent} is a file')
+    if not os.access(parent, os.W_OK | os.X_OK): raise PermissionError(f'out={str(out)!r}: {parent} is not writable')
+
+# %% ../nbs/06_train.ipynb #88bd5781
 def train(exp=7,                 # Table 1 row, 1-7
           preset='quick',        # 'smoke', 'quick' or 'paper', or a Preset
           data='synthetic',      # 'synthetic' (embedded benchmark) or a folder with the real layouts
@@ -174,9 +183,15 @@ def train(exp=7,                 # Table 1 row, 1-7
     p = get_preset(preset, **overrides)
     if amp is not None: p = get_preset(p, amp=amp)
     if p.batch_size % len(e.train):  # every batch holds the training domains in equal shares
-        p = get_preset(p, batch_size=len(e.train) * math.ceil(p.batch_size / len(e.train)))
+        if 'batch_size' in overrides:
+            raise ValueError(f'batch_size={p.batch_size}: must be a multiple of the {len(e.train)} domains exp {e.exp} trains on')
+        p = get_preset(p, batch_size=len(e.train) * math.ceil(p.batch_size / len(e.train)),
+                       changes=p.changes + (f'batch size rounded up to a multiple of the {len(e.train)} training domains',))
     if split not in ('patch', 'subject'): raise ValueError(f"split={split!r}: expected 'patch' or 'subject'")
+    if not (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0):
+        raise ValueError(f'seed={seed!r}: expected an integer >= 0')
     out = Path(out) if out is not None else runs_dir()/f'exp{e.exp}-{p.name}-{split}-seed{seed}'
+    _check_writable(out)
     ckpt_path = out/'checkpoint.pt'
     if resume and not ckpt_path.exists(): raise FileNotFoundError(f'resume=True but there is no checkpoint at {ckpt_path}')
     rank, world, dev = setup_distributed(device)
@@ -189,6 +204,9 @@ def train(exp=7,                 # Table 1 row, 1-7
     train_ds = PatchDataset(splits, 'train', size=p.patch, norm=e.input_norm, domains=list(e.train))
     val_ds = PatchDataset(splits, 'val', size=p.patch, norm=e.input_norm, domains=list(e.train))
     if len(train_ds) == 0: raise ValueError(f'exp {e.exp}: no training patches (data={str(data)!r}, split={split!r})')
+    empty = [d for d in e.train if not (train_ds.domain == splits.domains.index(d)).any()]
+    if empty: raise ValueError(f'exp {e.exp}: domain(s) {empty} give no training patch with foreground '
+                               f'(data={str(data)!r}, split={split!r}); check their label files')
     # D's targets: the position of a patch's domain among the *training* domains
     dom_map = torch.tensor([e.train.index(d) if d in e.train else -1 for d in splits.domains])
     steps_per_epoch = p.steps_per_epoch or math.ceil(len(train_ds) / (p.batch_size * world))
@@ -287,7 +305,7 @@ def train(exp=7,                 # Table 1 row, 1-7
         if master: _log(out/'metrics.jsonl', {'rank_weight_sums': hs})
     return out
 
-# %% ../nbs/06_train.ipynb #2d81b327
+# %% ../nbs/06_train.ipynb #a941c2f9
 def main(argv=None):
     "Console entry point: parse arguments and call `train`."
     ap = argparse.ArgumentParser(prog='advnorm-train', description=train.__doc__)
@@ -306,13 +324,13 @@ def main(argv=None):
     try:
         run = train(int(a.exp) if a.exp.isdigit() else a.exp, a.preset, a.data, a.out, a.seed, a.split, a.resume, a.device, a.amp, a.max_steps,
                     progress=not a.no_progress)
-    except (ValueError, FileNotFoundError, NonFiniteLoss) as err:
+    except (ValueError, OSError, NonFiniteLoss) as err:
         print(f'advnorm-train: error: {err}', file=sys.stderr); sys.exit(2)
     finally:
         if dist.is_initialized(): dist.destroy_process_group()
     if int(os.environ.get('RANK', 0)) == 0: print(f'run folder: {run}')
     return run
 
-# %% ../nbs/06_train.ipynb #60d337a3
+# %% ../nbs/06_train.ipynb #ab1af0a2
 #| eval: false
 if __name__ == '__main__': main()

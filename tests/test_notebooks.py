@@ -1,12 +1,12 @@
 "Run every notebook in nbs/ the way `nbdev_test` does, one pytest test per notebook (a failing cell fails that test)."
 from pathlib import Path
 import pytest
-from nbdev.test import test_nb
+from nbdev import test as nbdev_test  # not `import test_nb`: pytest would collect it as a test
 
 NBS = Path(__file__).resolve().parent.parent/'nbs'
 NOTEBOOKS = sorted(p for p in NBS.glob('*.ipynb') if not p.name.startswith('_'))
 
 @pytest.mark.parametrize('nb', NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook(nb):
-    ok, secs = test_nb(nb, skip_flags=['slow'], showerr=True)
+    ok, secs = nbdev_test.test_nb(nb, skip_flags=['slow'], showerr=True)
     assert ok, f'{nb.name} failed (see the cell traceback above)'
