@@ -15,8 +15,9 @@ from torch.utils.data import Dataset, Sampler
 
 # %% auto #0
 __all__ = ['LABELS', 'ISEG_LABELS', 'MRBRAINS_LABELS', 'READERS', 'INPUT_NORMS', 'Subject', 'load_iseg', 'load_mrbrains',
-           'load_nifti_domain', 'register_domain', 'load_domains', 'zscore', 'normalize_input', 'pad_volume',
-           'extract_patches', 'Splits', 'make_splits', 'PatchDataset', 'DomainBalancedSampler']
+           'load_nifti_domain', 'register_domain', 'load_domains', 'zscore', 'whitestripe', 'NyulStandardizer',
+           'normalize_input', 'input_normalizer', 'pad_volume', 'extract_patches', 'Splits', 'make_splits',
+           'PatchDataset', 'DomainBalancedSampler']
 
 # %% ../nbs/01_data.ipynb #2438b3cc
 LABELS = ('background', 'CSF', 'GM', 'WM')
@@ -201,26 +202,89 @@ def zscore(image: np.ndarray,  # the image, any shape
     out[mask] = (v - mu) / (sd if sd > 0 else 1.0)
     return out
 
-# %% ../nbs/01_data.ipynb #492321c0
-INPUT_NORMS = ('max', 'zscore', 'raw')
+# %% ../nbs/01_data.ipynb #10438ef9
+def _inside(y: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    "`y` inside `mask`, 0 outside, float32."
+    out = np.zeros(mask.shape, np.float32); out[mask] = y[mask]
+    return out
+
+def whitestripe(image: np.ndarray,  # a T1 image
+                mask: np.ndarray    # its brain mask
+               ) -> np.ndarray:
+    "WhiteStripe standardization of a T1 `image` in `mask` (intensity-normalization's `WhiteStripeNormalizer`)."
+    from intensity_normalization.adapters.images import NumpyImageAdapter as Img
+    from intensity_normalization.normalizers.individual.whitestripe import WhiteStripeNormalizer
+    mask = np.asarray(mask, bool)
+    if mask.shape != image.shape or not mask.any(): raise ValueError(f'whitestripe: the mask {mask.shape} is empty or does not fit the image {image.shape}')
+    x = np.asarray(image, np.float64)
+    ws = WhiteStripeNormalizer().fit(Img(x), Img(mask.astype(np.float64)))
+    return _inside(ws.transform(Img(x)).get_data(), mask)
+
+class NyulStandardizer:
+    "Nyúl & Udupa piecewise-linear histogram standardization onto [0, 1]: `fit` on training images, then call on any."
+    def __init__(self, scale=None):  # a fitted standard scale (from `.scale`), or None to `fit` one
+        from intensity_normalization.normalizers.population.nyul import NyulNormalizer
+        self._n = NyulNormalizer(output_min_value=0.0, output_max_value=1.0)
+        if scale is not None:
+            scale = np.asarray(scale, np.float64)
+            if scale.shape != self._n.percentiles.shape or not np.isfinite(scale).all() or (np.diff(scale) < 0).any():
+                raise ValueError(f'NyulStandardizer: scale={scale.tolist()} is not {len(self._n.percentiles)} finite, increasing landmarks')
+            self._n._standard_scale, self._n.is_fitted = scale, True
+
+    @property
+    def scale(self) -> list | None: return None if self._n.standard_scale is None else [round(float(v), 6) for v in self._n.standard_scale]
+
+    def fit(self, images: list, masks: list) -> 'NyulStandardizer':
+        "Learn the standard scale from `images` inside their `masks`."
+        from intensity_normalization.adapters.images import NumpyImageAdapter as Img
+        if not images or len(images) != len(masks): raise ValueError(f'NyulStandardizer.fit: {len(images)} images and {len(masks)} masks')
+        self._n.fit_population([Img(np.asarray(x, np.float64)) for x in images], [Img(np.asarray(m, np.float64)) for m in masks])
+        self._n._standard_scale = np.asarray(self.scale)       # rounded: a scale read back from JSON is the same
+        return self
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        from intensity_normalization.adapters.images import NumpyImageAdapter as Img
+        if self.scale is None: raise ValueError('NyulStandardizer: call fit(images, masks) first')
+        mask = np.asarray(mask, bool)
+        y = self._n.transform(Img(np.asarray(image, np.float64)), Img(mask.astype(np.float64))).get_data()
+        return _inside(y, mask)
+
+    def __repr__(self): return f'NyulStandardizer(scale={self.scale})'
+
+# %% ../nbs/01_data.ipynb #fddbcdf8
+INPUT_NORMS = ('max', 'zscore', 'whitestripe', 'raw')
 
 def normalize_input(image: np.ndarray,   # the image
-                    mask: np.ndarray,    # its brain mask (used by 'zscore')
-                    norm: str = 'max'    # 'max', 'zscore' or 'raw'
+                    mask: np.ndarray,    # its brain mask (used by all but 'max' and 'raw')
+                    norm='max'           # 'max', 'zscore', 'whitestripe', 'raw', or a function (image, mask) -> image
                    ) -> np.ndarray:
-    "The network input of an image: divided by its maximum, z-scored in the mask, or raw; float32."
+    "The network input of an image: divided by its maximum, z-scored in the mask, WhiteStripe, raw, or `norm(image, mask)`."
+    if callable(norm): return np.asarray(norm(image, mask), np.float32)
     if norm == 'zscore': return zscore(image, mask)
+    if norm == 'whitestripe': return whitestripe(image, mask)
     if norm == 'raw': return np.asarray(image, np.float32)
-    if norm != 'max': raise ValueError(f'norm={norm!r}: expected one of {INPUT_NORMS}')
+    if norm != 'max': raise ValueError(f'norm={norm!r}: expected one of {INPUT_NORMS} or a function (image, mask) -> image')
     m = float(np.max(image))
     return (image / m if m > 0 else image).astype(np.float32)
 
-# %% ../nbs/01_data.ipynb #b2feab23
+def input_normalizer(norm: str,                     # a name of `INPUT_NORMS` or 'nyul'
+                     subjects: list | None = None,  # the training subjects Nyúl's scale is fitted on
+                     scale: list | None = None      # or a scale fitted before (stored in a run's config)
+                    ):
+    "What `normalize_input` takes for `norm`: the name itself, or for 'nyul' a `NyulStandardizer` (given or fitted)."
+    if norm != 'nyul':
+        if norm not in INPUT_NORMS: raise ValueError(f"norm={norm!r}: expected one of {INPUT_NORMS} or 'nyul'")
+        return norm
+    if scale is not None: return NyulStandardizer(scale)
+    if not subjects: raise ValueError("norm='nyul' needs training subjects to fit its scale on (or a fitted scale)")
+    return NyulStandardizer().fit([s.image for s in subjects], [s.mask for s in subjects])
+
+# %% ../nbs/01_data.ipynb #a6d2937c
 def pad_volume(x: np.ndarray, size: int = 32) -> np.ndarray:
     "Pad a 3-D `x` with `size // 2` zeros on each side of each axis."
     return np.pad(x, size // 2)
 
-# %% ../nbs/01_data.ipynb #af8ea9c1
+# %% ../nbs/01_data.ipynb #d18f25de
 def _box_counts(nonzero: np.ndarray, starts_per_axis, size: int) -> np.ndarray:
     "Count of True voxels of 3-D `nonzero` in each size³ box whose corner is on the grid `starts_per_axis` (3 arrays)."
     c = np.pad(nonzero.astype(np.int32).cumsum(0).cumsum(1).cumsum(2), ((1, 0),) * 3)
@@ -247,7 +311,7 @@ def extract_patches(image: np.ndarray,  # 3-D image
     starts = np.argwhere(keep) * stride                              # same C order as the boolean index below
     return starts.astype(np.int64), centre[keep].astype(np.uint8)
 
-# %% ../nbs/01_data.ipynb #4bf1f420
+# %% ../nbs/01_data.ipynb #0a6ad821
 @dataclass(repr=False, eq=False)
 class Splits:
     "Patches of a list of subjects split into train / val / test, as rows (subject index, x, y, z start)."
@@ -268,7 +332,7 @@ class Splits:
         return (f'Splits({len(self.subjects)} subjects of {self.domains}, patches train/val/test = '
                 f'{n["train"]}/{n["val"]}/{n["test"]}, test subjects {self.test_subjects})')
 
-# %% ../nbs/01_data.ipynb #ab1f7399
+# %% ../nbs/01_data.ipynb #7f453a6e
 def _cut(n: int, ratios) -> tuple[int, int]:
     "Cut points (end of train, end of val) of `n` shuffled items at the cumulative `ratios`."
     return int(round(ratios[0] * n)), int(round((ratios[0] + ratios[1]) * n))
@@ -284,7 +348,7 @@ def _subject_counts(n: int, ratios) -> tuple[int, int, int]:
         else: te -= 1
     return n - va - te, va, te
 
-# %% ../nbs/01_data.ipynb #52474fac
+# %% ../nbs/01_data.ipynb #1bb3a522
 def make_splits(domains: dict[str, list[Subject]],  # {domain name: subjects}, e.g. from `load_domains`
                 mode: str = 'patch',                # 'patch' (the paper's, leaky) or 'subject' (whole subjects per split)
                 seed: int = 0,                      # seed of the shuffles
@@ -325,7 +389,7 @@ def make_splits(domains: dict[str, list[Subject]],  # {domain name: subjects}, e
     test_subjects = list(range(len(subjects))) if mode == 'patch' else sorted(set(test[:, 0].tolist()))
     return Splits(subjects, list(domains), train, val, test, test_subjects)
 
-# %% ../nbs/01_data.ipynb #9f248fba
+# %% ../nbs/01_data.ipynb #b25cfcc2
 def _crop(vol: np.ndarray, start, size: int) -> np.ndarray:
     "`pad_volume(vol, size)[x:x+size, y:y+size, z:z+size]` for `start` = (x, y, z), without padding the volume."
     lo = np.asarray(start) - size // 2
@@ -355,7 +419,7 @@ class PatchDataset(Dataset):
             unknown = [d for d in domains if d not in splits.domains]
             if unknown: raise ValueError(f'domains={domains!r}: {unknown} not among {splits.domains}')
             rows = rows[np.isin(splits.domain_of(rows), [splits.domains.index(d) for d in domains])]
-        if norm not in INPUT_NORMS: raise ValueError(f'norm={norm!r}: expected one of {INPUT_NORMS}')
+        if not (callable(norm) or norm in INPUT_NORMS): raise ValueError(f'norm={norm!r}: expected one of {INPUT_NORMS} or a function (image, mask) -> image')
         self.splits, self.rows, self.size, self.norm = splits, rows, size, norm
         self.domain = splits.domain_of(rows)       # domain index per item (for `DomainBalancedSampler`)
         used = np.unique(rows[:, 0]).tolist()
@@ -372,7 +436,7 @@ class PatchDataset(Dataset):
     def __repr__(self):
         return f'PatchDataset({len(self)} patches of {self.size}³, norm={self.norm!r})'
 
-# %% ../nbs/01_data.ipynb #72882147
+# %% ../nbs/01_data.ipynb #a758e960
 class DomainBalancedSampler(Sampler):
     "Indices in blocks of `batch_size`, each holding every domain in equal shares; seeded, per epoch, sharded per rank."
     def __init__(self, domain_of_item,        # domain index of each item of the dataset (e.g. `PatchDataset.domain`)

@@ -11,8 +11,8 @@ import numpy as np
 # %% auto #0
 __all__ = ['NORMS', 'BOTH', 'EXPERIMENTS', 'THREE', 'VARIANTS', 'PRESETS', 'Experiment', 'get_experiment', 'Preset', 'get_preset']
 
-# %% ../nbs/05_experiments.ipynb #43baaa60
-NORMS = ('none', 'zscore', 'G')
+# %% ../nbs/05_experiments.ipynb #6880a32c
+NORMS = ('none', 'zscore', 'G', 'whitestripe', 'nyul')   # the last two: classic baselines beyond the paper
 
 @dataclass(frozen=True)
 class Experiment:
@@ -26,8 +26,8 @@ class Experiment:
 
     @property
     def input_norm(self) -> str:
-        "The `advnorm.data.normalize_input` mode of the network input: 'zscore' for exp 5, else 'max'."
-        return 'zscore' if self.norm == 'zscore' else 'max'
+        "The input normalization (`advnorm.data.input_normalizer`): 'zscore' for exp 5 (or its baselines), else 'max'."
+        return self.norm if self.norm in ('zscore', 'whitestripe', 'nyul') else 'max'
 
     @property
     def domains(self) -> tuple[str, ...]:
@@ -46,7 +46,9 @@ EXPERIMENTS = {e.exp: e for e in [
 ]}
 
 THREE = ('iSEG', 'MRBrainS', 'LowField')
-VARIANTS = {e.exp: e for e in [   # beyond the paper: K = 3 domains (the embedded benchmark's third scanner)
+VARIANTS = {e.exp: e for e in [   # beyond the paper: classic baselines of exp 5, and K = 3 domains (a third scanner)
+    Experiment('5-whitestripe', 'Standardized by WhiteStripe', BOTH, BOTH, 'whitestripe', False),
+    Experiment('5-nyul', 'Standardized by Nyúl histogram matching', BOTH, BOTH, 'nyul', False),
     Experiment('5-k3', 'Standardized, 3 domains', THREE, THREE, 'zscore', False),
     Experiment('6-k3', 'Without constraint, 3 domains', THREE, THREE, 'G', False),
     Experiment('7-k3', 'Adversarially normalized, 3 domains', THREE, THREE, 'G', True),

@@ -20,6 +20,14 @@ def test_run_experiment_smoke(exp, tmp_path):
     assert res['exp'] == exp and res['preset'] == 'smoke'   # the -p values won over the notebook's defaults
     assert len(res['patch_dice']['mean']) == 3 and all(Path(p).exists() for p in res['figures'].values())
 
+def test_bare_form_without_output_notebook(tmp_path):
+    "`papermill nbs/run_experiment.ipynb -p exp N`, the design card's form: no output notebook is written, the run is."
+    out = tmp_path/'bare'
+    r = subprocess.run([sys.executable, '-m', 'papermill', str(NB), '-p', 'exp', '2', '-p', 'preset', 'smoke', '-p', 'out',
+                        str(out), '--log-level', 'WARNING'], capture_output=True, text=True, cwd=tmp_path, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads((out/'results.json').read_text())['exp'] == 2 and not list(tmp_path.glob('*.ipynb'))
+
 def test_bad_parameter_stops_with_message(tmp_path):
     r = _papermill(tmp_path, ('exp', 9), ('preset', 'smoke'), ('out', tmp_path/'x'))
     assert r.returncode != 0 and 'exp=9' in r.stderr
@@ -43,3 +51,14 @@ def test_three_domains_smoke(tmp_path):
     res = json.loads((out/'results.json').read_text())
     assert res['exp'] == '7-k3' and set(res['patch_dice']) == {'iSEG', 'MRBrainS', 'LowField', 'mean'}
     assert 0 <= res['jsd_bits']['input'] <= 1.585     # log2(3): the generalised JSD of 3 domains
+
+@pytest.mark.parametrize('exp', ['5-whitestripe', '5-nyul'])
+def test_classic_standardization_baselines_smoke(exp, tmp_path):
+    "Exp 5 with WhiteStripe or Nyúl histogram matching (beyond the paper) runs, and Nyúl's fitted scale travels with the run."
+    out = tmp_path/exp
+    r = _papermill(tmp_path, ('exp', exp), ('preset', 'smoke'), ('out', out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads((out/'results.json').read_text())
+    assert res['exp'] == exp and res['input_norm'] == exp.split('-')[1]
+    scale = json.loads((out/'config.json').read_text())['nyul_scale']
+    assert (scale is None) == (exp != '5-nyul') and (scale is None or len(scale) == 11)
