@@ -11,7 +11,7 @@ from .core import runs_dir
 from .experiments import EXPERIMENTS, get_experiment
 
 # %% auto #0
-__all__ = ['PAPER_TABLE1', 'PAPER_TABLE2', 'run_dir_for', 'sweep', 'table1', 'table2']
+__all__ = ['PAPER_TABLE1', 'PAPER_TABLE2', 'run_dir_for', 'sweep', 'table1', 'table2', 'paper_ordering']
 
 # %% ../nbs/08_tables.ipynb #f41e20fc
 PAPER_TABLE1 = {1: (0.906, 0.868, 0.863), 2: (0.813, 0.789, 0.839), 3: (0.401, 0.354, 0.519), 4: (0.293, 0.082, 0.563),
@@ -72,4 +72,29 @@ def table2(results: dict) -> str:
         for k in ('input', 'normalized'):
             m, s = _msd([[r['jsd_bits'][k], r['jsd_paper_compatible'][k]] for r in rs])
             lines.append(f"| exp {exp}, {k} | {PAPER_TABLE2[k]:.3f} | {_fmt(m[:1], s[:1])} | {_fmt(m[1:], s[1:])} |")
+    return '\n'.join(lines)
+
+# %% ../nbs/08_tables.ipynb #facbb2d3
+def _mean_dice(results, exp, how):
+    v = [np.mean(r[how]['mean']) for (e, _), r in results.items() if e == exp]
+    return float(np.mean(v)) if v else float('nan')
+
+def paper_ordering(results: dict) -> str:
+    "Markdown table: each ordering the paper claims, our values (mean over seeds) and whether it holds."
+    lines = ['| the paper claims | ours, test patches | ours, test volumes | holds? |', '|---|---|---|---|']
+    for name, lo, hi in (('cross-domain ≪ in-domain: exp 3 (iSEG→MRBrainS) < exp 2 (MRBrainS)', 3, 2),
+                         ('cross-domain ≪ in-domain: exp 4 (MRBrainS→iSEG) < exp 1 (iSEG)', 4, 1),
+                         ('adversarial > standardized: exp 7 > exp 5', 5, 7),
+                         ('adversarial > without constraint: exp 7 > exp 6', 6, 7)):
+        v = {how: (_mean_dice(results, lo, how), _mean_dice(results, hi, how)) for how in ('patch_dice', 'volume_dice')}
+        if any(np.isnan(x) for pair in v.values() for x in pair): continue
+        ok = [a < b for a, b in v.values()]
+        cell = lambda a, b: f'{a:.3f} vs {b:.3f}' if lo > hi else f'{b:.3f} vs {a:.3f}'   # in the claim's order
+        lines.append(f"| {name} | {cell(*v['patch_dice'])} | {cell(*v['volume_dice'])} | "
+                     f"{'yes' if all(ok) else 'no' if not any(ok) else 'patches ' + ('yes' if ok[0] else 'no') + ', volumes ' + ('yes' if ok[1] else 'no')} |")
+    j = [(r['jsd_bits']['input'], r['jsd_bits']['normalized']) for (e, _), r in results.items()
+         if e == 7 and 'normalized' in r.get('jsd_bits', {})]
+    if j:
+        a, b = np.mean(j, 0)
+        lines.append(f'| G lowers the JSD between domains (exp 7, bits) | input {a:.4f} → normalized {b:.4f} | | {"yes" if b < a else "no"} |')
     return '\n'.join(lines)
