@@ -11,7 +11,8 @@ from .core import runs_dir
 from .experiments import EXPERIMENTS, get_experiment
 
 # %% auto #0
-__all__ = ['PAPER_TABLE1', 'PAPER_TABLE2', 'run_dir_for', 'sweep', 'table1', 'table2', 'paper_ordering']
+__all__ = ['PAPER_TABLE1', 'PAPER_TABLE2', 'VARIANT_RUNS', 'run_dir_for', 'sweep', 'table1', 'table2', 'paper_ordering',
+           'lambda_variants', 'sweep_variants', 'variants_table', 'plot_lambda']
 
 # %% ../nbs/08_tables.ipynb #f41e20fc
 PAPER_TABLE1 = {1: (0.906, 0.868, 0.863), 2: (0.813, 0.789, 0.839), 3: (0.401, 0.354, 0.519), 4: (0.293, 0.082, 0.563),
@@ -19,25 +20,28 @@ PAPER_TABLE1 = {1: (0.906, 0.868, 0.863), 2: (0.813, 0.789, 0.839), 3: (0.401, 0
 PAPER_TABLE2 = {'input': 3.509, 'normalized': 3.504}
 
 # %% ../nbs/08_tables.ipynb #5594ec23
-def run_dir_for(exp, preset, split, seed, root=None) -> Path:
+def run_dir_for(exp, preset, split, seed, root=None, overrides=None) -> Path:
     "The default folder of a run (the one `run_experiment` and `train` use)."
     from advnorm.evaluate import run_name
-    return Path(root or runs_dir())/run_name(exp, preset, split, seed)
+    return Path(root or runs_dir())/run_name(exp, preset, split, seed, overrides)
 
 def sweep(exps=tuple(EXPERIMENTS), seeds=(0, 1), preset='quick', split='patch', data='synthetic', root=None,
-          run_missing: bool = True, progress: bool = True) -> dict:
+          run_missing: bool = True, progress: bool = True,
+          overrides: dict | None = None,   # preset fields changed for every run (e.g. `{'adv_loss': 'lsgan'}`)
+         ) -> dict:
     "Results of every (exp, seed): read from `results.json`, or run with `run_experiment` when missing."
     from advnorm.evaluate import run_experiment
     out = {}
     for exp in exps:
         for seed in seeds:
-            d = run_dir_for(exp, preset, split, seed, root)
+            d = run_dir_for(exp, preset, split, seed, root, overrides)
             f = d/'results.json'
             if not f.exists():
                 if not run_missing: continue
-                run_experiment(exp, preset, data, seed, split, out=d, progress=progress)
+                run_experiment(exp, preset, data, seed, split, out=d, progress=progress, overrides=overrides)
             out[(get_experiment(exp).exp, seed)] = json.loads(f.read_text())
     return out
+
 
 # %% ../nbs/08_tables.ipynb #ed2051f4
 def _msd(vals):
@@ -98,3 +102,68 @@ def paper_ordering(results: dict) -> str:
         a, b = np.mean(j, 0)
         lines.append(f'| G lowers the JSD between domains (exp 7, bits) | input {a:.4f} → normalized {b:.4f} | | {"yes" if b < a else "no"} |')
     return '\n'.join(lines)
+
+# %% ../nbs/08_tables.ipynb #71b75618
+VARIANT_RUNS = {   # label: (experiment, preset overrides)
+    'exp 5, z-score (Table 1)': (5, {}),
+    'exp 5, WhiteStripe': ('5-whitestripe', {}),
+    'exp 5, Nyúl': ('5-nyul', {}),
+    'exp 7, log loss (Table 1)': (7, {}),
+    'exp 7, LSGAN': (7, {'adv_loss': 'lsgan'}),
+    'exp 7, WGAN-GP': (7, {'adv_loss': 'wgan-gp'}),
+    'exp 7, 3 domains': ('7-k3', {}),
+}
+
+def lambda_variants(lambdas=(0.1, 1.0, 5.0), preset='quick') -> dict:
+    "Exp 7 at each λ, as variants; the preset's own λ needs no override, so it shares Table 1's run."
+    from advnorm.experiments import get_preset
+    default = get_preset(preset).lambda_adv
+    return {f'λ={l:g}': (7, {} if float(l) == default else {'lambda_adv': float(l)}) for l in lambdas}
+
+def sweep_variants(variants: dict = VARIANT_RUNS, seeds=(0, 1), preset='quick', split='patch', data='synthetic',
+                   root=None, run_missing: bool = True, progress: bool = True) -> dict:
+    "`{label: {seed: results}}` for every variant: collected from the run folders, or run when missing."
+    out = {}
+    for label, (exp, ov) in variants.items():
+        r = sweep([exp], seeds, preset, split, data, root, run_missing, progress, overrides=ov or None)
+        out[label] = {s: res for (_, s), res in r.items()}
+    return out
+
+
+# %% ../nbs/08_tables.ipynb #546f37f8
+def variants_table(vres: dict) -> str:
+    "Markdown: one row per variant of `sweep_variants`, mean ± sd over its seeds; variants without runs are left out."
+    lines = ['| variant | exp | seeds | test patches CSF / GM / WM | test volumes CSF / GM / WM | JSD bits, input → normalized |',
+             '|---|---|---|---|---|---|']
+    for label, runs in vres.items():
+        rs = [runs[s] for s in sorted(runs)]
+        if not rs: continue
+        j = [r['jsd_bits'] for r in rs if 'jsd_bits' in r]
+        jsd = '—' if not j else _fmt(*_msd([[x['input']] for x in j])) + (
+            ' → ' + _fmt(*_msd([[x['normalized']] for x in j])) if all('normalized' in x for x in j) else '')
+        lines.append(f"| {label} | {rs[0]['exp']} | {len(rs)} | {_fmt(*_msd([r['patch_dice']['mean'] for r in rs]))} | "
+                     f"{_fmt(*_msd([r['volume_dice']['mean'] for r in rs]))} | {jsd} |")
+    return '\n'.join(lines)
+
+
+# %% ../nbs/08_tables.ipynb #deaaa299
+def plot_lambda(vres: dict, path=None):
+    "Dice vs λ and JSD vs λ (mean ± sd over seeds) from `sweep_variants(lambda_variants(...))`; saved to `path` if given."
+    import matplotlib.pyplot as plt
+    pts = sorted((float(k.split('=')[1]), [runs[s] for s in sorted(runs)]) for k, runs in vres.items() if runs)
+    if not pts: raise ValueError('vres holds no runs: run the λ sweep first')
+    lam = [l for l, _ in pts]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for how, lab in (('patch_dice', 'test patches'), ('volume_dice', 'test volumes')):
+        ms = [_msd([np.mean(r[how]['mean']) for r in rs]) for _, rs in pts]
+        a.errorbar(lam, [m for m, _ in ms], [0 if np.isnan(s) else s for _, s in ms], marker='o', capsize=3, label=lab)
+    for k, lab in (('input', 'input'), ('normalized', 'after G')):
+        ms = [_msd([r['jsd_bits'][k] for r in rs]) for _, rs in pts]
+        b.errorbar(lam, [m for m, _ in ms], [0 if np.isnan(s) else s for _, s in ms], marker='o', capsize=3, label=lab)
+    a.set(xscale='log', xlabel='λ (adversarial weight)', ylabel='mean Dice (CSF, GM, WM)', title='Dice vs λ')
+    b.set(xscale='log', xlabel='λ (adversarial weight)', ylabel='JSD between domains (bits)', title='JSD vs λ')
+    for ax in (a, b): ax.legend(); ax.grid(alpha=.3)
+    fig.tight_layout()
+    if path: fig.savefig(path, dpi=100)
+    return fig
+
