@@ -42,7 +42,6 @@ def sweep(exps=tuple(EXPERIMENTS), seeds=(0, 1), preset='quick', split='patch', 
             out[(get_experiment(exp).exp, seed)] = json.loads(f.read_text())
     return out
 
-
 # %% ../nbs/08_tables.ipynb #ed2051f4
 def _msd(vals):
     v = np.asarray(vals, float)
@@ -129,7 +128,6 @@ def sweep_variants(variants: dict = VARIANT_RUNS, seeds=(0, 1), preset='quick', 
         out[label] = {s: res for (_, s), res in r.items()}
     return out
 
-
 # %% ../nbs/08_tables.ipynb #546f37f8
 def variants_table(vres: dict) -> str:
     "Markdown: one row per variant of `sweep_variants`, mean ± sd over its seeds; variants without runs are left out."
@@ -139,12 +137,11 @@ def variants_table(vres: dict) -> str:
         rs = [runs[s] for s in sorted(runs)]
         if not rs: continue
         j = [r['jsd_bits'] for r in rs if 'jsd_bits' in r]
-        jsd = '—' if not j else _fmt(*_msd([[x['input']] for x in j])) + (
-            ' → ' + _fmt(*_msd([[x['normalized']] for x in j])) if all('normalized' in x for x in j) else '')
+        col = lambda k: _fmt(*_msd([[x[k]] for x in j]))
+        jsd = '—' if not j else col('input') + (' → ' + col('normalized') if all('normalized' in x for x in j) else '')
         lines.append(f"| {label} | {rs[0]['exp']} | {len(rs)} | {_fmt(*_msd([r['patch_dice']['mean'] for r in rs]))} | "
                      f"{_fmt(*_msd([r['volume_dice']['mean'] for r in rs]))} | {jsd} |")
     return '\n'.join(lines)
-
 
 # %% ../nbs/08_tables.ipynb #deaaa299
 def plot_lambda(vres: dict, path=None):
@@ -154,16 +151,14 @@ def plot_lambda(vres: dict, path=None):
     if not pts: raise ValueError('vres holds no runs: run the λ sweep first')
     lam = [l for l, _ in pts]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for how, lab in (('patch_dice', 'test patches'), ('volume_dice', 'test volumes')):
-        ms = [_msd([np.mean(r[how]['mean']) for r in rs]) for _, rs in pts]
-        a.errorbar(lam, [m for m, _ in ms], [0 if np.isnan(s) else s for _, s in ms], marker='o', capsize=3, label=lab)
-    for k, lab in (('input', 'input'), ('normalized', 'after G')):
-        ms = [_msd([r['jsd_bits'][k] for r in rs]) for _, rs in pts]
-        b.errorbar(lam, [m for m, _ in ms], [0 if np.isnan(s) else s for _, s in ms], marker='o', capsize=3, label=lab)
+    curves = [(a, 'test patches', lambda r: np.mean(r['patch_dice']['mean'])), (a, 'test volumes', lambda r: np.mean(r['volume_dice']['mean'])),
+              (b, 'input', lambda r: r['jsd_bits']['input']), (b, 'after G', lambda r: r['jsd_bits']['normalized'])]
+    for ax, lab, value in curves:
+        ms = [_msd([value(r) for r in rs]) for _, rs in pts]
+        ax.errorbar(lam, [m for m, _ in ms], [0 if np.isnan(s) else s for _, s in ms], marker='o', capsize=3, label=lab)
     a.set(xscale='log', xlabel='λ (adversarial weight)', ylabel='mean Dice (CSF, GM, WM)', title='Dice vs λ')
     b.set(xscale='log', xlabel='λ (adversarial weight)', ylabel='JSD between domains (bits)', title='JSD vs λ')
     for ax in (a, b): ax.legend(); ax.grid(alpha=.3)
     fig.tight_layout()
     if path: fig.savefig(path, dpi=100)
     return fig
-
