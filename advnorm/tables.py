@@ -151,12 +151,14 @@ def plot_lambda(vres: dict, path=None):
     if not pts: raise ValueError('vres holds no runs: run the λ sweep first')
     lam = [l for l, _ in pts]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
-    curves = [(a, 'test patches', lambda r: np.mean(r['patch_dice']['mean'])), (a, 'test volumes', lambda r: np.mean(r['volume_dice']['mean'])),
-              (b, 'input', lambda r: r['jsd_bits']['input']), (b, 'after G', lambda r: r['jsd_bits']['normalized'])]
-    for ax, lab, value in curves:
+    tissue = lambda i: lambda r: r['patch_dice']['mean'][i]   # one curve per tissue: they need not move together
+    curves = [(a, f'{t}, test patches', tissue(i), '-') for i, t in enumerate(('CSF', 'GM', 'WM'))] + [
+              (a, 'mean, test volumes', lambda r: np.mean(r['volume_dice']['mean']), '--'),
+              (b, 'input', lambda r: r['jsd_bits']['input'], '-'), (b, 'after G', lambda r: r['jsd_bits']['normalized'], '-')]
+    for ax, lab, value, ls in curves:
         ms = [_msd([value(r) for r in rs]) for _, rs in pts]
-        ax.errorbar(lam, [m for m, _ in ms], [0 if np.isnan(s) else s for _, s in ms], marker='o', capsize=3, label=lab)
-    a.set(xscale='log', xlabel='λ (adversarial weight)', ylabel='mean Dice (CSF, GM, WM)', title='Dice vs λ')
+        ax.errorbar(lam, [m for m, _ in ms], [0 if np.isnan(s) else s for _, s in ms], marker='o', capsize=3, ls=ls, label=lab)
+    a.set(xscale='log', xlabel='λ (adversarial weight)', ylabel='Dice', title='Dice vs λ')
     b.set(xscale='log', xlabel='λ (adversarial weight)', ylabel='JSD between domains (bits)', title='JSD vs λ')
     for ax in (a, b): ax.legend(); ax.grid(alpha=.3)
     fig.tight_layout()
