@@ -234,9 +234,13 @@ def check_params(exp, preset, data, seed, split, overrides=None) -> None:
     if str(data) != 'synthetic' and not Path(data).expanduser().is_dir():
         raise FileNotFoundError(f"data={str(data)!r}: no such folder (use 'synthetic' or a folder holding iSEG/ and MRBrainS/TrainingData/)")
 
+def _name_value(v) -> str:
+    "An override's value as it appears in a folder name: a dict (e.g. per-network learning rates) as `G0.0001,S0.001`."
+    return ','.join(f'{k}{_name_value(x)}' for k, x in v.items()) if isinstance(v, dict) else str(v)
+
 def run_name(exp, preset, split, seed, overrides=None) -> str:
     "The default run folder name: `exp7-quick-patch-seed0`, plus `-field=value` for each preset override."
-    extra = ''.join(f'-{k}={v}' for k, v in sorted((overrides or {}).items()))
+    extra = ''.join(f'-{k}={_name_value(v)}' for k, v in sorted((overrides or {}).items()))
     return f'exp{get_experiment(exp).exp}-{preset}-{split}-seed{seed}{extra}'
 
 def _peak_rss_gib() -> float | None:
