@@ -5,6 +5,7 @@
 # %% ../nbs/02_synthetic.ipynb #214ca9c5
 from __future__ import annotations
 import functools, json, math, os, shutil, tempfile, time
+from dataclasses import dataclass, asdict
 from pathlib import Path
 import numpy as np
 import nibabel as nib
@@ -15,8 +16,9 @@ from .data import READERS
 
 # %% auto #0
 __all__ = ['DOMAINS', 'HEAD_SHELLS', 'WRITERS', 'GENERATOR_VERSION', 'tissue_priors', 'load_templates', 'smooth_field',
-           'random_warp', 'tissue_labels', 'warp_subject', 'head_image', 'thick_slices', 'simulate_image',
-           'make_subject', 'make_benchmark', 'tissue_stats', 'benchmark_dir', 'ensure_benchmark']
+           'random_warp', 'tissue_labels', 'warp_subject', 'DomainProfile', 'extra_axial_csf', 'remodel_csf',
+           'subject_anatomy', 'head_image', 'thick_slices', 'wm_intensity', 'simulate_image', 'make_subject',
+           'make_benchmark', 'tissue_stats', 'benchmark_dir', 'ensure_benchmark']
 
 # %% ../nbs/02_synthetic.ipynb #8b80b1f1
 def tissue_priors(t1: np.ndarray, # T1 template, intensities in [0, 1], 1-mm voxels
@@ -67,12 +69,13 @@ def _downsample(x: np.ndarray, v: float) -> np.ndarray:
 @functools.lru_cache(maxsize=4)
 def load_templates(voxel_mm: float = 2.0, # voxel size of the result in mm (isotropic)
                   ) -> dict:
-    "ICBM152 tissue priors `prior` (3, X, Y, Z: CSF, GM, WM), brain `mask` and `affine` at `voxel_mm` (cached)."
+    "ICBM152 tissue priors `prior` (3, X, Y, Z: CSF, GM, WM), grown `mask`, the template's own `brain` mask, `affine`."
     prior, mask, affine = _priors_1mm()
     v = float(voxel_mm)
     prior, mask = np.stack([_downsample(p, v) for p in prior]), _downsample(mask, v)
+    brain = _downsample(_mni152_1mm()[3], v)   # the mask before the CSF shell: where extra-axial CSF starts
     scale = np.diag([v, v, v, 1.0]); scale[:3, 3] = (v - 1) / 2
-    out = dict(prior=prior, mask=mask, affine=affine @ scale, center=np.argwhere(mask > 0.5).mean(0))
+    out = dict(prior=prior, mask=mask, brain=brain, affine=affine @ scale, center=np.argwhere(mask > 0.5).mean(0))
     for a in out.values(): a.flags.writeable = False  # shared by every caller: read-only
     return out
 
@@ -107,13 +110,14 @@ def random_warp(rng: np.random.Generator, # random generator
                 center: np.ndarray, # centre of scaling and rotation, in voxels
                 voxel_mm: float = 2.0, # voxel size, to express the displacement in mm
                 scale: float = 1.0, # overall size of the brain relative to the template
+                aspect: tuple = (1.0, 1.0, 1.0), # per-axis shape factors (head shape), times `scale`
                 jitter: float = 0.05, # per-axis scale drawn in [1 - jitter, 1 + jitter]
                 max_deg: float = 5.0, # rotation angles drawn in ±max_deg
                 disp_mm: float = 4.0, # standard deviation of the coarse displacements
                 grid: tuple[int, int, int] = (5, 6, 5), # coarse displacement grid
                ) -> np.ndarray:
     "(3, X, Y, Z) template coordinates $\\phi(x)$ of each subject voxel $x$: random affine plus smooth displacement."
-    S = np.diag(scale * rng.uniform(1 - jitter, 1 + jitter, 3))
+    S = np.diag(scale * np.asarray(aspect, float) * rng.uniform(1 - jitter, 1 + jitter, 3))
     R = _rotation(np.deg2rad(rng.uniform(-max_deg, max_deg, 3)))
     M = np.linalg.inv(R @ S).astype(np.float32)
     c = np.asarray(center, np.float32).reshape(3, 1, 1, 1)
@@ -136,23 +140,94 @@ def warp_subject(tpl: dict, # `load_templates` output
                  rng: np.random.Generator, # random generator
                  voxel_mm: float = 2.0, # voxel size of `tpl`
                  scale: float = 1.0, # overall brain size relative to the template
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    "A deformed template: tissue probabilities (3, X, Y, Z), soft brain mask and labels."
-    src = random_warp(rng, tpl['mask'].shape, tpl['center'], voxel_mm, scale)
+                 aspect: tuple = (1.0, 1.0, 1.0), # per-axis head shape
+                ) -> tuple[np.ndarray, np.ndarray]:
+    "A deformed template: tissue probabilities (3, X, Y, Z) and the soft brain mask (without extra-axial CSF)."
+    src = random_warp(rng, tpl['mask'].shape, tpl['center'], voxel_mm, scale, aspect)
     warp = lambda v: ndi.map_coordinates(v, src, order=1, mode='constant', cval=0.0, output=np.float32)
-    mask = warp(tpl['mask'])
-    prior = np.stack([warp(p) for p in tpl['prior']])
-    return prior, mask, tissue_labels(prior, mask)
+    return np.stack([warp(p) for p in tpl['prior']]), warp(tpl['brain'])
+
+# %% ../nbs/02_synthetic.ipynb #6bd71651
+@dataclass(frozen=True)
+class DomainProfile:
+    "How one dataset's subjects differ: anatomy, tissue contrast and acquisition, one named field per effect."
+    # anatomy
+    size: float = 1.0                   # brain size (linear) relative to the adult template
+    aspect: tuple = (1.0, 1.0, 1.0)     # head shape: per-axis factors (left-right, back-front, down-up)
+    extra_axial_mm: float = 2.0         # CSF between brain and skull (subarachnoid space), mm
+    sulci: float = 1.0                  # sulcal CSF gain: < 1 shallower sulci (infant), > 1 widened (atrophy)
+    ventricles_mm: float = 0.0          # ventricles grown by this many mm (enlarged in older adults)
+    cortex_smooth_mm: float = 0.0       # σ of the smoothing of the GM/WM maps: a less folded cortex
+    # contrast
+    means: tuple = (0.25, 0.55, 0.80)   # T1 of CSF, GM and (deep) WM
+    wm_periph: float | None = None      # T1 of WM at the GM border (None: WM uniform at means[2])
+    myelin_mm: float = 10.0             # depth into WM over which T1 rises from wm_periph to means[2]
+    # acquisition
+    noise: float = 0.05                 # noise σ, in the units of `means`
+    rician: bool = True                 # magnitude (Rician) noise on the whole field; else Gaussian
+    slice_mm: float | None = None       # slice thickness along the last axis (None: the grid's)
+    bias: float = 0.06                  # strength β of the smooth multiplicative bias field
+    head: bool = False                  # a full head around the brain (the reader skull-strips it)
+    scale: float = 1000.0               # intensity range of the files
+
+# %% ../nbs/02_synthetic.ipynb #13c27851
+def _ramp(x, lo, hi): return np.clip((x - lo) / (hi - lo), 0, 1)
+
+def extra_axial_csf(brain: np.ndarray, # soft brain mask (kept where > 0.5)
+                    thickness_mm: float, # thickness t of the CSF shell
+                    voxel_mm: float = 2.0, # voxel size in mm
+                   ) -> np.ndarray:
+    "A soft shell of CSF, `thickness_mm` thick, around the brain (0 inside it)."
+    inside = brain > 0.5
+    d = ndi.distance_transform_edt(~inside, sampling=voxel_mm)
+    return (_ramp(thickness_mm + voxel_mm / 2 - d, 0, voxel_mm) * ~inside).astype(np.float32)
+
+# %% ../nbs/02_synthetic.ipynb #9714bcf2
+def remodel_csf(csf: np.ndarray, # template CSF probability of the subject
+                brain: np.ndarray, # soft brain mask (kept where > 0.5)
+                voxel_mm: float = 2.0, # voxel size in mm
+                sulci: float = 1.0, # gain on sulcal CSF (< 1 shallower, > 1 wider)
+                ventricles_mm: float = 0.0, # growth of the ventricles in mm
+                deep_mm: tuple = (10.0, 16.0), # depth ramp: sulcal above the first, ventricular below the second
+               ) -> np.ndarray:
+    "CSF inside the brain after the domain's sulci and ventricles: sulcal CSF scaled, ventricles grown."
+    inside = brain > 0.5
+    deep = _ramp(ndi.distance_transform_edt(inside, sampling=voxel_mm), *deep_mm)
+    vent, sul = csf * inside * deep, csf * inside * (1 - deep)
+    if ventricles_mm > 0:
+        d = ndi.distance_transform_edt(vent < 0.5, sampling=voxel_mm)
+        vent = np.maximum(vent, _ramp(ventricles_mm + voxel_mm / 2 - d, 0, voxel_mm) * deep)
+    if sulci > 1: sul = ndi.gaussian_filter(sul, 0.5)
+    return np.clip(vent + sul * sulci, 0, 1).astype(np.float32)
+
+# %% ../nbs/02_synthetic.ipynb #41977786
+def subject_anatomy(prior: np.ndarray, # (3, ...) CSF, GM, WM probabilities of the deformed template
+                    brain: np.ndarray, # its soft brain mask
+                    profile: 'DomainProfile', # the domain's anatomy parameters
+                    voxel_mm: float = 2.0, # voxel size in mm
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    "Tissue probabilities (3, ...) and the soft mask (brain + extra-axial CSF) after the profile's anatomy."
+    p = profile
+    csf = remodel_csf(prior[0], brain, voxel_mm, p.sulci, p.ventricles_mm)
+    gm, wm = prior[1], prior[2]
+    if p.cortex_smooth_mm > 0: gm, wm = (ndi.gaussian_filter(a, p.cortex_smooth_mm / voxel_mm) for a in (gm, wm))
+    inside = (brain > 0.5).astype(np.float32)
+    tissue = gm + wm
+    share = np.where(tissue > 1e-3, gm / np.maximum(tissue, 1e-3), 1.0)   # GM's share of the tissue (GM where none)
+    rest = inside * (1 - csf)                                             # what the CSF leaves inside the brain
+    shell = extra_axial_csf(brain, p.extra_axial_mm, voxel_mm)
+    return np.stack([np.maximum(csf, shell), rest * share, rest * (1 - share)]).astype(np.float32), np.maximum(inside, shell)
 
 # %% ../nbs/02_synthetic.ipynb #4a2452e0
 DOMAINS = {
-    'iSEG': dict(size=0.85, means=(0.15, 0.54, 0.56), noise=0.06, rician=False, slice_mm=None, bias=0.08,
-                 head=False, scale=300.0),
-    'MRBrainS': dict(size=1.0, means=(0.25, 0.55, 0.80), noise=0.05, rician=True, slice_mm=3.0, bias=0.06,
-                     head=True, scale=1000.0),
-    'LowField': dict(size=1.0, means=(0.30, 0.52, 0.68), noise=0.09, rician=True, slice_mm=5.0, bias=0.12,
-                     head=True, scale=4000.0),   # a third scanner (beyond the paper): low contrast, 5 mm slices, noisy
-}
+    'iSEG': DomainProfile(size=0.80, aspect=(1.04, 0.96, 1.0), extra_axial_mm=5.0, sulci=0.4, ventricles_mm=0.0,
+                          cortex_smooth_mm=3.0, means=(0.35, 0.62, 0.66), wm_periph=0.44, myelin_mm=6.0,
+                          noise=0.05, rician=False, slice_mm=None, bias=0.12, head=False, scale=300.0),
+    'MRBrainS': DomainProfile(size=1.0, extra_axial_mm=3.0, sulci=1.6, ventricles_mm=3.0, means=(0.25, 0.55, 0.80),
+                              noise=0.04, rician=True, slice_mm=3.0, bias=0.06, head=True, scale=1000.0),
+    'LowField': DomainProfile(size=1.0, extra_axial_mm=3.0, sulci=1.3, ventricles_mm=2.0, means=(0.30, 0.52, 0.68),
+                              noise=0.09, rician=True, slice_mm=5.0, bias=0.12, head=True, scale=4000.0),
+}   # LowField: a third scanner (beyond the paper): adult anatomy, low contrast, 5-mm slices, noisy
 
 # %% ../nbs/02_synthetic.ipynb #326e5fd1
 HEAD_SHELLS = ((1.0, 0.15), (3.5, 0.06), (6.5, 0.55), (8.5, 0.06), (12.0, 0.90), (14.0, 0.45))  # (outer mm, T1)
@@ -186,39 +261,52 @@ def thick_slices(x: np.ndarray, # image on the grid
     return ndi.affine_transform(thick, [1, 1, 1 / f], output_shape=x.shape, order=1, mode='nearest')
 
 # %% ../nbs/02_synthetic.ipynb #1b62b967
+def wm_intensity(wm: np.ndarray, # WM probability of the subject
+                 mu_wm: float, # the subject's (deep) WM mean
+                 profile: DomainProfile, # gives `wm_periph`, `means` and `myelin_mm`
+                 voxel_mm: float = 2.0, # voxel size in mm
+                ):
+    "T1 of WM at each voxel: `mu_wm` everywhere, or rising with depth into WM from `wm_periph` (myelination)."
+    p = profile
+    if p.wm_periph is None: return np.float32(mu_wm)
+    periph = p.wm_periph * mu_wm / p.means[2]          # the per-subject jitter applies to both ends
+    depth = ndi.distance_transform_edt(wm > 0.5, sampling=voxel_mm)
+    return (periph + (mu_wm - periph) * np.clip(depth / p.myelin_mm, 0, 1)).astype(np.float32)
+
 def simulate_image(prior: np.ndarray, # (3, X, Y, Z) CSF, GM, WM probabilities of the subject
-                   mask: np.ndarray, # soft brain mask of the subject
+                   mask: np.ndarray, # soft mask of the subject (brain and extra-axial CSF)
                    label: np.ndarray, # labels 0..3 of the subject
                    rng: np.random.Generator, # random generator
-                   domain: str, # a key of `DOMAINS`
+                   domain: str | DomainProfile, # a key of `DOMAINS`, or a profile
                    voxel_mm: float = 2.0, # voxel size in mm
                   ) -> np.ndarray:
-    "A T1-like image of one subject in `domain`'s contrast, resolution, bias, noise, head and scale (float32)."
-    p = DOMAINS[domain]
-    mu = np.asarray(p['means'], np.float32) * rng.uniform(0.97, 1.03, 3).astype(np.float32)
-    x = np.einsum('c,c...->...', mu, prior)
-    if p['head']: x += (1 - np.clip(mask, 0, 1)) * head_image(mask, rng, voxel_mm)
-    x *= np.exp(p['bias'] * smooth_field(rng, x.shape, (3, 3, 3)))
+    "A T1-like image of one subject in the domain's contrast, myelination, resolution, bias, noise, head and scale."
+    p = DOMAINS[domain] if isinstance(domain, str) else domain
+    mu = np.asarray(p.means, np.float32) * rng.uniform(0.97, 1.03, 3).astype(np.float32)
+    x = mu[0] * prior[0] + mu[1] * prior[1] + wm_intensity(prior[2], mu[2], p, voxel_mm) * prior[2]
+    if p.head: x += (1 - np.clip(mask, 0, 1)) * head_image(mask, rng, voxel_mm)
+    x *= np.exp(p.bias * smooth_field(rng, x.shape, (3, 3, 3)))
     def noise(y):
-        n = rng.normal(0, p['noise'], (2,) + y.shape).astype(np.float32)
-        return np.sqrt((y + n[0]) ** 2 + n[1] ** 2) if p['rician'] else y + n[0]
-    x = thick_slices(x, p['slice_mm'], voxel_mm, noise) if p['slice_mm'] else noise(x)
-    x = np.maximum(x, 0) * p['scale']
-    if not p['head']: x = np.where(label > 0, np.maximum(x, 1.0), 0.0)  # skull-stripped, brain never exactly 0
+        n = rng.normal(0, p.noise, (2,) + y.shape).astype(np.float32)
+        return np.sqrt((y + n[0]) ** 2 + n[1] ** 2) if p.rician else y + n[0]
+    x = thick_slices(x, p.slice_mm, voxel_mm, noise) if p.slice_mm else noise(x)
+    x = np.maximum(x, 0) * p.scale
+    if not p.head: x = np.where(label > 0, np.maximum(x, 1.0), 0.0)  # skull-stripped, brain never exactly 0
     return x.astype(np.float32)
 
 # %% ../nbs/02_synthetic.ipynb #360541ea
-def make_subject(domain: str, # 'iSEG' (infant-like) or 'MRBrainS' (adult-like), a key of `DOMAINS`
+def make_subject(domain: str, # a key of `DOMAINS`: 'iSEG' (infant-like), 'MRBrainS' (adult-like), 'LowField'
                  n: int, # subject number, from 1
                  seed: int = 0, # benchmark seed
                  voxel_mm: float = 2.0, # voxel size in mm
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     "Image (float32), labels (uint8, 0..3) and affine of subject `n` of `domain`, a function of (seed, domain, n)."
     if domain not in DOMAINS: raise ValueError(f'domain={domain!r}: expected one of {list(DOMAINS)}')
-    tpl = load_templates(voxel_mm)
+    p, tpl = DOMAINS[domain], load_templates(voxel_mm)
     rng = np.random.default_rng([seed, list(DOMAINS).index(domain), n])
-    prior, mask, label = warp_subject(tpl, rng, voxel_mm, DOMAINS[domain]['size'])
-    return simulate_image(prior, mask, label, rng, domain, voxel_mm), label, np.array(tpl['affine'])
+    prior, mask = subject_anatomy(*warp_subject(tpl, rng, voxel_mm, p.size, p.aspect), p, voxel_mm)
+    label = tissue_labels(prior, mask)
+    return simulate_image(prior, mask, label, rng, p, voxel_mm), label, np.array(tpl['affine'])
 
 # %% ../nbs/02_synthetic.ipynb #6317bdf2
 _ISEG_VALUES = np.array([0, 10, 150, 250], np.uint8)   # class index -> iSEG file value
@@ -244,7 +332,7 @@ def _write_plain(folder: Path, n: int, image: np.ndarray, label: np.ndarray, aff
 WRITERS = {'iSEG': _write_iseg, 'MRBrainS': _write_mrbrains, 'LowField': _write_plain}
 
 # %% ../nbs/02_synthetic.ipynb #29dbdef7
-GENERATOR_VERSION = 1   # bump when the generator's output changes: cached benchmarks are per version
+GENERATOR_VERSION = 2   # 2: domain profiles (CSF spaces, folding, myelination); bump when the generator's output changes: cached benchmarks are per version
 
 def _check_args(seed, n_infant, n_adult, voxel_mm, n_third=0):
     "ValueError naming the argument and its value unless all are valid."
@@ -281,17 +369,24 @@ def make_benchmark(out_dir: str | Path, # new or empty folder to write to
         counts[domain].append(np.bincount(label.ravel(), minlength=4)[1:].tolist())
     info = dict(generator='advnorm.synthetic', version=GENERATOR_VERSION, seed=int(seed), n_infant=int(n_infant),
                 n_adult=int(n_adult), n_third=int(n_third), voxel_mm=float(voxel_mm), shape=list(label.shape),
-                voxels_csf_gm_wm=counts, domains=DOMAINS)
+                voxels_csf_gm_wm=counts, domains={d: asdict(DOMAINS[d]) for d in folders})
     (out/'benchmark.json').write_text(json.dumps(info, indent=1))
     return out
 
 # %% ../nbs/02_synthetic.ipynb #f1ad8681
+def _overlap(a: np.ndarray, b: np.ndarray, bins: int = 64) -> float:
+    "Area shared by the normalized histograms of `a` and `b` on common bins (1: identical, 0: disjoint)."
+    lo, hi = float(min(a.min(), b.min())), float(max(a.max(), b.max())) + 1e-6
+    ha, hb = (np.histogram(x, bins=bins, range=(lo, hi))[0] / len(x) for x in (a, b))
+    return float(np.minimum(ha, hb).sum())
+
 def tissue_stats(subjects: list) -> dict:
-    "Pooled intensity mean and sd per tissue (CSF, GM, WM), GM–WM separation `d`, and voxels per tissue per subject."
+    "Pooled intensity mean and sd per tissue (CSF, GM, WM), GM–WM separation `d` and histogram overlap, voxels per tissue."
     vals = [np.concatenate([s.image[s.label == c] for s in subjects]).astype(np.float64) for c in (1, 2, 3)]
     mean, sd = [float(v.mean()) for v in vals], [float(v.std()) for v in vals]
     d = (mean[2] - mean[1]) / math.sqrt((sd[1] ** 2 + sd[2] ** 2) / 2)
-    return dict(mean=mean, sd=sd, d_gm_wm=d, voxels=[np.bincount(s.label.ravel(), minlength=4)[1:].tolist() for s in subjects])
+    return dict(mean=mean, sd=sd, d_gm_wm=d, overlap_gm_wm=_overlap(vals[1], vals[2]),
+                voxels=[np.bincount(s.label.ravel(), minlength=4)[1:].tolist() for s in subjects])
 
 # %% ../nbs/02_synthetic.ipynb #1b6eaa48
 def _benchmark_name(seed, n_infant, n_adult, voxel_mm, n_third=0) -> str:
