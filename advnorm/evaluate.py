@@ -92,20 +92,22 @@ def jsd_paper_compatible(values: list, bins: int = 256) -> float:
     return float((torch.special.xlogy(p, p) - torch.special.xlogy(p, m)).sum())  # 0·log 0 = 0
 
 # %% ../nbs/07_evaluate.ipynb #7ae1e9ac
-def load_run(run_dir, device='cpu'):
-    "Rebuild the networks of a run folder from its checkpoint: returns (config, {'S':..., 'G':..., 'D':...})."
+def load_run(run_dir, device='cpu', which: str = 'best'):
+    "Rebuild the networks of a run folder: returns (config, nets, checkpoint state). `which`: 'best' (if kept) or 'last'."
     from advnorm.train import build_networks
+    if which not in ('best', 'last'): raise ValueError(f"which={which!r}: expected 'best' or 'last'")
     run_dir = Path(run_dir)
-    ck = load_checkpoint(run_dir/'checkpoint.pt', map_location='cpu')
+    path = run_dir/'best.pt' if which == 'best' and (run_dir/'best.pt').exists() else run_dir/'checkpoint.pt'
+    ck = load_checkpoint(path, map_location='cpu')
     for k in ('config', 'nets', 'version'):
-        if k not in ck: raise ValueError(f"{run_dir/'checkpoint.pt'} is not an advnorm checkpoint (no {k!r})")
+        if k not in ck: raise ValueError(f"{path} is not an advnorm checkpoint (no {k!r})")
     cfg = ck['config']
     e, p = get_experiment(cfg['exp']), Preset.from_dict(cfg['preset'])
     nets = build_networks(e, p)
     missing = sorted(set(nets) - set(ck['nets']))
-    if missing: raise ValueError(f"{run_dir/'checkpoint.pt'} lacks the network(s) {missing}")
+    if missing: raise ValueError(f"{path} lacks the network(s) {missing}")
     for k, m in nets.items(): m.load_state_dict(ck['nets'][k]); m.to(get_device(device)).eval()
-    return cfg, nets
+    return cfg, nets, dict(ck.get('state', {}), file=path.name)
 
 # %% ../nbs/07_evaluate.ipynb #1fc8dcf5
 @torch.no_grad()
@@ -119,11 +121,13 @@ def _patch_dice(G, S, ds, n_max, batch, dev, seed=0):
         preds.append(S(F.relu(G(x)) if G is not None else x).argmax(1).cpu()); ys.append(torch.stack(yy))
     return dice_per_class(torch.cat(preds), torch.cat(ys)), len(idx)
 
-def evaluate_run(run_dir, data=None, device='auto', keep: bool = False, progress: bool = True) -> dict:
+def evaluate_run(run_dir, data=None, device='auto', keep: bool = False, progress: bool = True,
+                 which: str = 'best',  # score the best-validation model ('best', when the run kept one) or the 'last'
+                ) -> dict:
     "Score a trained run on its test domains and write `results.json` into `run_dir`."
     from advnorm.train import load_experiment_data
     run_dir = Path(run_dir); t0 = time.time(); dev = get_device(device)
-    cfg, nets = load_run(run_dir, dev)
+    cfg, nets, st = load_run(run_dir, dev, which)
     e, p = get_experiment(cfg['exp']), Preset.from_dict(cfg['preset'])
     G, S = nets.get('G'), nets['S']
     splits = load_experiment_data(e, p, data or cfg['data'], cfg['split'], cfg['seed'])
@@ -132,7 +136,14 @@ def evaluate_run(run_dir, data=None, device='auto', keep: bool = False, progress
            'input_norm': e.input_norm, 'preset': p.name, 'preset_changes_from_paper': list(p.changes), 'adv_loss': p.adv_loss, 'lambda_adv': p.lambda_adv,
            'data': cfg['data'], 'split': cfg['split'],
            'seed': cfg['seed'], 'classes': list(LABELS[1:]), 'patch_dice': {}, 'volume_dice': {}, 'hd95_mm': {},
-           'n_test_patches': {}, 'volumes': {}}
+           'n_test_patches': {}, 'volumes': {},
+           'checkpoint_scored': 'best' if st['file'] == 'best.pt' else 'last', 'scored_step': st.get('step'),
+           'scored_epoch': st.get('epoch') if st['file'] != 'best.pt' else st.get('best_epoch'),
+           'best_val_dice_loss': None if st.get('best_step') is None else round(st['best_val'], 5),
+           'warmup_end_step': st.get('warmup_end_step'), 'identity_psnr_db_end_of_warmup': st.get('identity_psnr_db'),
+           'identity_criterion_db': p.identity_psnr_db if e.norm == 'G' else None,
+           'identity_criterion_met': None if e.norm != 'G' or st.get('identity_psnr_db') is None else st['identity_psnr_db'] >= p.identity_psnr_db,
+           'threads': cfg.get('threads')}
     vols, per_domain_vals = {}, {'input': [], 'normalized': []}
     for dom in e.test:
         ds = PatchDataset(splits, 'test', size=p.patch, norm=norm, domains=[dom])
@@ -205,19 +216,40 @@ def plot_tissue_histograms(volumes: dict, path=None, bins: int = 60):
     if path: fig.savefig(path, dpi=80)
     return fig
 
+def _smooth(pts):
+    "Steps and a moving average (about 30 points) of `pts`, a list of (step, value)."
+    s, v = map(np.array, zip(*pts)); w = max(1, len(v) // 30)
+    return s[w - 1:], np.convolve(v, np.ones(w) / w, 'valid')
+
 def plot_learning_curves(run_dir, path=None):
-    "Training losses per step (smoothed) and the validation Dice loss per epoch, from `metrics.jsonl`."
+    "Training losses, validation Dice loss (best model marked), G's identity PSNR in the warm-up, and D's diagnostics."
     recs = [json.loads(l) for l in (Path(run_dir)/'metrics.jsonl').read_text().splitlines()]
     steps = [r for r in recs if 'dice' in r]; vals = [r for r in recs if 'val_dice_loss' in r]
-    fig, ax = plt.subplots(1, 2, figsize=(10, 3))
+    end = next((r['step'] for r in vals if 'identity_psnr_db' in r and not r['warmup']), None)   # warm-up end
+    diag = [k for k in ('d_acc_real', 'd_acc_gen', 'p_gen') if any(k in r for r in steps)]
+    fig, ax = plt.subplots(1, 3 if diag else 2, figsize=(15 if diag else 10, 3))
     for k in ('dice', 'identity', 'adv', 'D'):
         pts = [(r['step'], r[k]) for r in steps if k in r]
-        if not pts: continue
-        s, v = map(np.array, zip(*pts)); w = max(1, len(v) // 30)
-        ax[0].plot(s[w - 1:], np.convolve(v, np.ones(w) / w, 'valid'), label=k)
+        if pts: ax[0].plot(*_smooth(pts), label=k)
     ax[0].set_xlabel('step'); ax[0].set_title('training losses'); ax[0].legend(fontsize=8)
-    if vals: ax[1].plot([r['epoch'] for r in vals], [r['val_dice_loss'] for r in vals], 'o-')
-    ax[1].set_xlabel('epoch'); ax[1].set_title('validation Dice loss')
+    if vals:
+        ax[1].plot([r['step'] for r in vals], [r['val_dice_loss'] for r in vals], 'o-', label='validation Dice loss')
+        ax[1].plot([r['step'] for r in vals if r.get('best')], [r['val_dice_loss'] for r in vals if r.get('best')], 'o',
+                   mfc='none', ms=11, color='tab:red', label='best so far (kept)')
+        psnr = [(r['step'], r['identity_psnr_db']) for r in vals if 'identity_psnr_db' in r]
+        if psnr:
+            tw = ax[1].twinx(); tw.plot(*zip(*psnr), 's--', color='tab:green', label='identity PSNR of G (dB)')
+            tw.set_ylabel('PSNR (dB)', color='tab:green'); tw.legend(fontsize=8, loc='center right')
+        ax[1].legend(fontsize=8)
+    ax[1].set_xlabel('step'); ax[1].set_title('validation')
+    if diag:
+        for k, lab in (('d_acc_real', 'D accuracy, real (right domain)'), ('d_acc_gen', 'D accuracy, generated'),
+                       ('p_gen', 'mean p("generated" | G(x))')):
+            pts = [(r['step'], r[k]) for r in steps if k in r]
+            if pts: ax[2].plot(*_smooth(pts), label=lab)
+        ax[2].set_ylim(-0.02, 1.02); ax[2].set_xlabel('step'); ax[2].set_title('discriminator'); ax[2].legend(fontsize=8)
+    for a in ax:
+        if end is not None: a.axvline(end, color='grey', ls=':', lw=1)   # the joint phase starts here
     fig.tight_layout()
     if path: fig.savefig(path, dpi=80)
     return fig

@@ -76,7 +76,7 @@ class Preset:
     batch_size: int                   # patches per step (per GPU under DDP)
     epochs: int
     steps_per_epoch: int | None       # None: one pass over the training patches
-    warmup_epochs: int                # G trained as identity (MSE) before the joint phase
+    warmup_epochs: int                # at least this many epochs of G trained as identity (MSE) before the joint phase
     optimizer: str                    # 'sgd' (paper) or 'adam'
     lr: dict                          # learning rate per network: {'G':, 'S':, 'D':}
     momentum: float = 0.9
@@ -91,6 +91,9 @@ class Preset:
     patch: int = 32
     stride: int = 8
     identity_every: int = 5           # warm-up: one identity (MSE) update of G every this many steps
+    identity_psnr_db: float = 30.0    # the warm-up ends when G(x) is this close to x (PSNR on validation patches) ...
+    warmup_max_epochs: int = 10       # ... or after this many epochs (then results.json says the criterion was missed)
+    g_residual: bool = False          # G(x) = x + U(x), starting as the identity (see 03_networks)
     lambda_adv: float = 1.0           # weight λ of the adversarial term
     adv_loss: str = 'log'             # 'log' (the paper's), 'lsgan' or 'wgan-gp' (beyond the paper, see 04_losses)
     gp_weight: float = 10.0           # γ of the WGAN-GP gradient penalty
@@ -137,26 +140,32 @@ def _check_preset(p) -> None:
     if p.scheduler not in (None, 'plateau'): bad('scheduler', "None or 'plateau'")
     if p.amp not in _AMP: bad('amp', f'one of {_AMP}')
     if p.adv_loss not in _ADV: bad('adv_loss', f'one of {_ADV}')
+    if not is_int(p.warmup_max_epochs, p.warmup_epochs): bad('warmup_max_epochs', f'an integer >= warmup_epochs ({p.warmup_epochs})')
+    if not is_num(p.identity_psnr_db, 0): bad('identity_psnr_db', 'a PSNR in dB >= 0')
+    if not isinstance(p.g_residual, bool): bad('g_residual', 'True or False')
 
 # %% ../nbs/05_experiments.ipynb #6eaf9964
 _PAPER_LR = {'G': 1e-5, 'S': 1e-4, 'D': 1e-4}
-_CPU_CHANGES = ('Adam instead of SGD(momentum 0.9, weight decay 0.1) - the paper optimiser learns little in a few '
-                'hundred steps (shared/notes/benchmark.md)', 'learning rates G/S/D 1e-3 instead of 1e-5/1e-4/1e-4',
+_CPU_LR = {'G': 1e-4, 'S': 1e-3, 'D': 1e-3}   # the paper's ratios (G 10x slower than S and D), 10x larger for Adam
+_CPU_CHANGES = ('Adam instead of SGD (momentum 0.9, weight decay 0.1), which learns little in a few hundred steps',
+                'learning rates G/S/D 1e-4/1e-3/1e-3 instead of 1e-5/1e-4/1e-4 (same ratios, for Adam)',
                 'narrow 3-level networks instead of 4 levels of 64-512', 'embedded benchmark at 2 mm instead of 1 mm',
-                'a fixed step budget instead of 50 epochs, warm-up scaled down in proportion, no LR scheduler',
+                'G is residual (x + U(x)) and starts as the identity, instead of reaching it by 3 epochs of MSE warm-up',
+                'a fixed budget of 8 epochs of 40 steps instead of 50 passes over the data; warm-up 1-2 epochs instead of 3',
                 'patches, volumes and validation batches subsampled for scoring')
 PRESETS = {p.name: p for p in [
     Preset('paper', spacing_mm=1.0, benchmark=dict(voxel_mm=1.0), g_widths=(64, 128, 256, 512),
            s_widths=(64, 128, 256, 512), d_width=64, batch_size=16, epochs=50, steps_per_epoch=None, warmup_epochs=3,
-           optimizer='sgd', lr=_PAPER_LR, momentum=0.9, weight_decay=0.1, scheduler='plateau', num_workers=4),
+           warmup_max_epochs=10, optimizer='sgd', lr=_PAPER_LR, momentum=0.9, weight_decay=0.1, scheduler='plateau',
+           num_workers=4),
     Preset('quick', spacing_mm=2.0, benchmark=dict(voxel_mm=2.0), g_widths=(8, 16, 32), s_widths=(8, 16, 32),
-           d_width=8, batch_size=8, epochs=8, steps_per_epoch=40, warmup_epochs=1, optimizer='adam',
-           lr={'G': 1e-3, 'S': 1e-3, 'D': 1e-3}, val_batches=8, test_patches=512, eval_volumes=2,
-           eval_overlap=0.25, changes=_CPU_CHANGES),
+           d_width=8, batch_size=8, epochs=8, steps_per_epoch=40, warmup_epochs=1, warmup_max_epochs=2,
+           g_residual=True, optimizer='adam', lr=_CPU_LR, scheduler='plateau', val_batches=8, test_patches=512,
+           eval_volumes=2, eval_overlap=0.25, changes=_CPU_CHANGES),
     Preset('smoke', spacing_mm=4.0, benchmark=dict(voxel_mm=4.0, n_infant=3, n_adult=3), g_widths=(4, 8),
-           s_widths=(4, 8), d_width=4, batch_size=4, epochs=2, steps_per_epoch=3, warmup_epochs=1, optimizer='adam',
-           lr={'G': 1e-3, 'S': 1e-3, 'D': 1e-3}, val_batches=1, test_patches=16, eval_volumes=1, eval_overlap=0.0,
-           stride=16, changes=('smoke test: learns nothing',) + _CPU_CHANGES[:2]),
+           s_widths=(4, 8), d_width=4, batch_size=4, epochs=2, steps_per_epoch=3, warmup_epochs=1, warmup_max_epochs=1,
+           g_residual=True, optimizer='adam', lr=_CPU_LR, val_batches=1, test_patches=16, eval_volumes=1,
+           eval_overlap=0.0, stride=16, changes=('smoke test: learns nothing',) + _CPU_CHANGES[:2]),
 ]}
 
 def get_preset(preset, **overrides) -> Preset:

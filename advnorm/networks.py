@@ -45,15 +45,20 @@ class UNet3D(nn.Module):
     def __init__(self,
                  in_channels: int = 1,  # input channels (1: a T1 patch)
                  out_channels: int = 1,  # output channels (1 for G, 4 class logits for S)
-                 widths: Sequence[int] = (64, 128, 256, 512)):  # channels per level, top to bottom; len = levels
+                 widths: Sequence[int] = (64, 128, 256, 512),  # channels per level, top to bottom; len = levels
+                 residual: bool = False):  # output x + U(x), last layer zero-initialised: the identity at the start
         super().__init__()
+        if residual and in_channels != out_channels:
+            raise ValueError(f'residual=True needs in_channels == out_channels, got {in_channels} and {out_channels}')
         widths = tuple(int(w) for w in widths)
         if len(widths) < 1 or min(widths) < 1: raise ValueError(f'widths={widths}: need at least one positive width')
         self.widths, self.in_channels, self.out_channels = widths, in_channels, out_channels
         self.down = nn.ModuleList(_double_conv(c_in, c) for c_in, c in zip((in_channels,) + widths[:-1], widths))
         self.up = nn.ModuleList(_double_conv(widths[l+1] + widths[l], widths[l]) for l in range(len(widths) - 1))
         self.out = nn.Conv3d(widths[0], out_channels, 1)
+        self.residual = residual
         init_kaiming(self)
+        if residual: nn.init.zeros_(self.out.weight)   # U(x) = 0: G(x) = x before any update
 
     @property
     def divisor(self) -> int:
@@ -69,14 +74,14 @@ class UNet3D(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check(x)
-        skips = []
+        inp, skips = x, []
         for l, block in enumerate(self.down):
             if l: x = F.max_pool3d(x, 2)
             x = block(x); skips.append(x)
         for l in reversed(range(len(self.up))):
             x = F.interpolate(x, scale_factor=2, mode='nearest')
             x = self.up[l](torch.cat([x, skips[l]], 1))
-        return self.out(x)
+        return inp + self.out(x) if self.residual else self.out(x)
 
 # %% ../nbs/03_networks.ipynb #227b3f47
 class _BasicBlock(nn.Module):

@@ -27,7 +27,9 @@ from .losses import dice_loss, d_loss, g_adv_loss, identity_loss, get_adv_loss, 
 
 # %% auto #0
 __all__ = ['gs_step', 'd_step', 'resolve_data', 'load_experiment_data', 'setup_distributed', 'make_autocast', 'make_checkpoint',
-           'build_networks', 'build_optimizers', 'estimate_loss', 'NonFiniteLoss', 'train', 'main']
+           'build_networks', 'build_optimizers', 'estimate_loss', 'resolve_preset', 'prepare_data', 'epoch_batches',
+           'setup_models', 'new_state', 'restore', 'NonFiniteLoss', 'identity_psnr', 'warmup_ends', 'gan_diagnostics',
+           'train', 'main']
 
 # %% ../nbs/06_train.ipynb #d79f123e
 def gs_step(G, S, D, x, y, z, *, warmup: bool, identity: bool, lambda_adv: float, autocast, g_adv=g_adv_loss) -> dict:
@@ -47,11 +49,12 @@ def gs_step(G, S, D, x, y, z, *, warmup: bool, identity: bool, lambda_adv: float
     out['total'] = out['dice'] + out.get('identity', 0.) + lambda_adv * out.get('adv', 0.)
     return out | {'x_hat': x_hat.detach()}
 
-def d_step(D, x, x_hat, z, autocast, d_fn=d_loss, gp_weight: float = 0.) -> torch.Tensor:
+def d_step(D, x, x_hat, z, autocast, d_fn=d_loss, gp_weight: float = 0., return_logits: bool = False):
     "The D update's loss: real patches → their domain `z`, generated patches → class K (+ γ·gradient penalty)."
     with autocast(): logits = D(torch.cat([x, x_hat])).float()
     loss = d_fn(logits[:len(x)], z, logits[len(x):])
-    return loss + gp_weight * gradient_penalty(D, x, x_hat) if gp_weight else loss
+    if gp_weight: loss = loss + gp_weight * gradient_penalty(D, x, x_hat)
+    return (loss, logits.detach()) if return_logits else loss
 
 # %% ../nbs/06_train.ipynb #de46f8cf
 def resolve_data(data, preset: Preset, exp: Experiment | None = None) -> Path:
@@ -116,7 +119,7 @@ def make_checkpoint(nets: dict, opts: dict, scheds: dict, scaler, state: dict, c
 def build_networks(exp: Experiment, preset: Preset) -> dict:
     "The networks `exp` trains: {'S': ..., 'G': ... (exp 6, 7), 'D': ... (exp 7)}."
     nets = {'S': UNet3D(1, 4, preset.s_widths)}
-    if exp.norm == 'G': nets['G'] = UNet3D(1, 1, preset.g_widths)
+    if exp.norm == 'G': nets['G'] = UNet3D(1, 1, preset.g_widths, residual=preset.g_residual)
     if exp.adversarial: nets['D'] = ResNet3D18(len(exp.train), width=preset.d_width, gn_groups=min(8, preset.d_width))
     return nets
 
@@ -143,6 +146,74 @@ def estimate_loss(G, S, loader, device, autocast, max_batches=None) -> float:
     S.train(); G is not None and G.train()
     return tot / max(n, 1)
 
+# %% ../nbs/06_train.ipynb #a9b7ae3c
+def resolve_preset(e: Experiment, preset, amp=None, **overrides) -> Preset:
+    "The run's preset: `overrides` and `amp` applied, the batch rounded up to a multiple of the training domains."
+    p = get_preset(preset, **overrides)
+    if amp is not None: p = get_preset(p, amp=amp)
+    if p.batch_size % len(e.train):  # every batch holds the training domains in equal shares
+        if 'batch_size' in overrides:
+            raise ValueError(f'batch_size={p.batch_size}: must be a multiple of the {len(e.train)} domains exp {e.exp} trains on')
+        p = get_preset(p, batch_size=len(e.train) * math.ceil(p.batch_size / len(e.train)),
+                       changes=p.changes + (f'batch size rounded up to a multiple of the {len(e.train)} training domains',))
+    return p
+
+def prepare_data(e: Experiment, p: Preset, data, split: str, seed: int, rank: int = 0, world: int = 1) -> dict:
+    "Splits, input normalization, training dataset, balanced sampler, validation loader and D's targets of a run."
+    if world > 1:  # rank 0 generates the embedded benchmark (once) while the others wait
+        if rank == 0: resolve_data(data, p, e)
+        dist.barrier()
+    splits = load_experiment_data(e, p, data, split, seed)
+    # the input normalization; Nyúl's standard scale (a baseline beyond the paper) is fitted on the training subjects
+    norm = input_normalizer(e.input_norm, [splits.subjects[i] for i in sorted(set(splits.train[:, 0].tolist()))])
+    train_ds = PatchDataset(splits, 'train', size=p.patch, norm=norm, domains=list(e.train))
+    val_ds = PatchDataset(splits, 'val', size=p.patch, norm=norm, domains=list(e.train))
+    if len(train_ds) == 0: raise ValueError(f'exp {e.exp}: no training patches (data={str(data)!r}, split={split!r})')
+    empty = [d for d in e.train if not (train_ds.domain == splits.domains.index(d)).any()]
+    if empty: raise ValueError(f'exp {e.exp}: domain(s) {empty} give no training patch with foreground '
+                               f'(data={str(data)!r}, split={split!r}); check their label files')
+    steps = p.steps_per_epoch or math.ceil(len(train_ds) / (p.batch_size * world))
+    return dict(splits=splits, norm=norm, train_ds=train_ds, steps_per_epoch=steps,
+                sampler=DomainBalancedSampler(train_ds.domain, p.batch_size, seed=seed,
+                                              num_samples=steps * p.batch_size * world, rank=rank, world_size=world),
+                val_loader=DataLoader(val_ds, batch_size=p.batch_size, shuffle=False, num_workers=p.num_workers),
+                # D's targets: the position of a patch's domain among the *training* domains
+                dom_map=torch.tensor([e.train.index(d) if d in e.train else -1 for d in splits.domains]))
+
+def epoch_batches(rd: dict, p: Preset, state: dict, device):
+    "The batches (x, y, z) left in the current epoch: a resumed run skips what its checkpoint already saw."
+    rd['sampler'].set_epoch(state['epoch'])
+    idx = list(rd['sampler'])[state['step_in_epoch'] * p.batch_size:]
+    for x, y, dom in DataLoader(rd['train_ds'], batch_size=p.batch_size, sampler=idx, num_workers=p.num_workers, drop_last=True):
+        yield x.to(device), y.to(device), rd['dom_map'][dom].to(device)
+
+# %% ../nbs/06_train.ipynb #0feb8cd5
+def setup_models(e: Experiment, p: Preset, device, world: int = 1):
+    "Networks (DDP-wrapped when `world` > 1), optimisers and plateau schedulers of a run."
+    nets = build_networks(e, p)
+    for m in nets.values(): m.to(device)
+    if world > 1: nets = {k: DDP(m, device_ids=[device.index] if device.type == 'cuda' else None) for k, m in nets.items()}
+    opts = build_optimizers(nets, p)
+    scheds = ({k: torch.optim.lr_scheduler.ReduceLROnPlateau(o, factor=0.1, patience=3) for k, o in opts.items()}
+              if p.scheduler == 'plateau' else {})
+    return nets, opts, scheds
+
+def new_state(e: Experiment) -> dict:
+    "The position of a fresh run: nothing seen, warm-up on when there is a G, no best model yet."
+    return {'epoch': 0, 'step_in_epoch': 0, 'step': 0, 'warmup': e.norm == 'G', 'warmup_end_step': None,
+            'identity_psnr_db': None, 'best_val': float('inf'), 'best_step': None, 'best_epoch': None}
+
+def restore(ckpt_path: Path, e: Experiment, p: Preset, nets, opts, scheds, scaler, state: dict, device) -> None:
+    "Load a run's last checkpoint into the networks, optimisers, schedulers, scaler, `state` and the RNGs."
+    ck = load_checkpoint(ckpt_path, map_location=device)
+    if ck['config']['exp'] != e.exp or ck['config']['preset']['name'] != p.name:
+        raise ValueError(f"{ckpt_path} belongs to exp {ck['config']['exp']} / preset {ck['config']['preset']['name']!r}, not exp {e.exp} / {p.name!r}")
+    for k, m in nets.items(): _unwrap(m).load_state_dict(ck['nets'][k])
+    for k, o in opts.items(): o.load_state_dict(ck['opts'][k])
+    for k, s in scheds.items(): s.load_state_dict(ck['scheds'][k])
+    if scaler is not None and ck['scaler']: scaler.load_state_dict(ck['scaler'])
+    state.update(ck['state']); _set_rng_state(ck['rng'])
+
 # %% ../nbs/06_train.ipynb #374d0f0c
 class NonFiniteLoss(FloatingPointError):
     "Raised when a loss becomes NaN or Inf; the last good checkpoint is kept."
@@ -165,6 +236,37 @@ def _check_writable(out: Path) -> None:
     if not parent.is_dir(): raise NotADirectoryError(f'out={str(out)!r}: cannot be created, {parent} is a file')
     if not os.access(parent, os.W_OK | os.X_OK): raise PermissionError(f'out={str(out)!r}: {parent} is not writable')
 
+# %% ../nbs/06_train.ipynb #474413f4
+@torch.no_grad()
+def identity_psnr(G, loader, device, autocast, max_batches=None) -> float:
+    "PSNR (dB) of ReLU(G(x)) against x over (up to `max_batches` of) `loader`, G in eval mode; x lies in [0, 1]."
+    G.eval(); se, n = 0., 0
+    for i, (x, _, _) in enumerate(loader):
+        if max_batches is not None and i >= max_batches: break
+        x = x.to(device)
+        with autocast(): g = G(x)
+        se += F.mse_loss(F.relu(g.float()), x, reduction='sum').item(); n += x.numel()
+    G.train()
+    return 10 * math.log10(1 / max(se / max(n, 1), 1e-12))
+
+def warmup_ends(epochs_done: int, # warm-up epochs completed so far
+                psnr: float, # identity PSNR (dB) after them
+                p: Preset, # gives warmup_epochs, warmup_max_epochs, identity_psnr_db
+               ) -> bool:
+    "Whether the joint phase starts now: the minimum warm-up is done and G is the identity, or the cap is reached."
+    return epochs_done >= p.warmup_epochs and (psnr >= p.identity_psnr_db or epochs_done >= p.warmup_max_epochs)
+
+# %% ../nbs/06_train.ipynb #fa47aca1
+@torch.no_grad()
+def gan_diagnostics(logits: torch.Tensor, # D's logits for the real batch followed by the generated batch
+                    z: torch.Tensor, # domain targets of the real batch
+                   ) -> dict:
+    "D's accuracy on real patches (right domain) and on generated ones, and the mean probability of 'generated' on G(x)."
+    n, gen = len(z), logits.shape[1] - 1
+    p = logits.float().softmax(1)
+    return {'d_acc_real': (p[:n].argmax(1) == z).float().mean().item(),
+            'd_acc_gen': (p[n:].argmax(1) == gen).float().mean().item(), 'p_gen': p[n:, gen].mean().item()}
+
 # %% ../nbs/06_train.ipynb #60aeced3
 def train(exp=7,                 # Table 1 row, 1-7
           preset='quick',        # 'smoke', 'quick' or 'paper', or a Preset
@@ -180,13 +282,7 @@ def train(exp=7,                 # Table 1 row, 1-7
           **overrides):          # any Preset field, e.g. epochs=2, lambda_adv=0.5
     "Train the networks of Table 1 row `exp`; returns the run folder."
     e = get_experiment(exp)
-    p = get_preset(preset, **overrides)
-    if amp is not None: p = get_preset(p, amp=amp)
-    if p.batch_size % len(e.train):  # every batch holds the training domains in equal shares
-        if 'batch_size' in overrides:
-            raise ValueError(f'batch_size={p.batch_size}: must be a multiple of the {len(e.train)} domains exp {e.exp} trains on')
-        p = get_preset(p, batch_size=len(e.train) * math.ceil(p.batch_size / len(e.train)),
-                       changes=p.changes + (f'batch size rounded up to a multiple of the {len(e.train)} training domains',))
+    p = resolve_preset(e, preset, amp, **overrides)
     if split not in ('patch', 'subject'): raise ValueError(f"split={split!r}: expected 'patch' or 'subject'")
     if not (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0):
         raise ValueError(f'seed={seed!r}: expected an integer >= 0')
@@ -197,59 +293,30 @@ def train(exp=7,                 # Table 1 row, 1-7
     rank, world, dev = setup_distributed(device)
     master = rank == 0
     seed_everything(seed)
-    if world > 1:  # rank 0 generates the embedded benchmark (once) while the others wait
-        if master: resolve_data(data, p, e)
-        dist.barrier()
-    splits = load_experiment_data(e, p, data, split, seed)
-    # the input normalization; Nyúl's standard scale (a baseline beyond the paper) is fitted on the training subjects
-    norm = input_normalizer(e.input_norm, [splits.subjects[i] for i in sorted(set(splits.train[:, 0].tolist()))])
-    train_ds = PatchDataset(splits, 'train', size=p.patch, norm=norm, domains=list(e.train))
-    val_ds = PatchDataset(splits, 'val', size=p.patch, norm=norm, domains=list(e.train))
-    if len(train_ds) == 0: raise ValueError(f'exp {e.exp}: no training patches (data={str(data)!r}, split={split!r})')
-    empty = [d for d in e.train if not (train_ds.domain == splits.domains.index(d)).any()]
-    if empty: raise ValueError(f'exp {e.exp}: domain(s) {empty} give no training patch with foreground '
-                               f'(data={str(data)!r}, split={split!r}); check their label files')
-    # D's targets: the position of a patch's domain among the *training* domains
-    dom_map = torch.tensor([e.train.index(d) if d in e.train else -1 for d in splits.domains])
-    steps_per_epoch = p.steps_per_epoch or math.ceil(len(train_ds) / (p.batch_size * world))
-    total_steps = p.epochs * steps_per_epoch
-    warmup_steps = p.warmup_epochs * steps_per_epoch if e.norm == 'G' else 0
-    sampler = DomainBalancedSampler(train_ds.domain, p.batch_size, seed=seed,
-                                    num_samples=steps_per_epoch * p.batch_size * world, rank=rank, world_size=world)
-    val_loader = DataLoader(val_ds, batch_size=p.batch_size, shuffle=False, num_workers=p.num_workers)
-
-    nets = build_networks(e, p)
-    for m in nets.values(): m.to(dev)
-    if world > 1: nets = {k: DDP(m, device_ids=[dev.index] if dev.type == 'cuda' else None) for k, m in nets.items()}
-    opts = build_optimizers(nets, p)
-    scheds = ({k: torch.optim.lr_scheduler.ReduceLROnPlateau(o, factor=0.1, patience=3) for k, o in opts.items()}
-              if p.scheduler == 'plateau' else {})
+    rd = prepare_data(e, p, data, split, seed, rank, world)
+    nets, opts, scheds = setup_models(e, p, dev, world)
     autocast, use_scaler = make_autocast(p.amp, dev)
     d_fn, g_adv, use_gp = get_adv_loss(p.adv_loss)
     if use_gp and world > 1: raise ValueError(f"adv_loss='wgan-gp' is not supported under DDP (its double backward bypasses the gradient all-reduce)")
     scaler = torch.amp.GradScaler('cuda') if use_scaler else None
     G, S, D = nets.get('G'), nets['S'], nets.get('D')
     config = {'exp': e.exp, 'experiment': asdict(e), 'preset': p.to_dict(), 'data': str(data), 'split': split,
-              'seed': seed, 'world_size': world, 'device': str(dev), 'advnorm': advnorm.__version__,
-              'torch': str(torch.__version__), 'steps_per_epoch': steps_per_epoch, 'total_steps': total_steps,
-              'input_norm': e.input_norm, 'nyul_scale': getattr(norm, 'scale', None)}
-    state = {'epoch': 0, 'step_in_epoch': 0, 'step': 0, 'best_val': float('inf')}
-    if resume:
-        ck = load_checkpoint(ckpt_path, map_location=dev)
-        if ck['config']['exp'] != e.exp or ck['config']['preset']['name'] != p.name:
-            raise ValueError(f"{ckpt_path} belongs to exp {ck['config']['exp']} / preset {ck['config']['preset']['name']!r}, not exp {e.exp} / {p.name!r}")
-        for k, m in nets.items(): _unwrap(m).load_state_dict(ck['nets'][k])
-        for k, o in opts.items(): o.load_state_dict(ck['opts'][k])
-        for k, s in scheds.items(): s.load_state_dict(ck['scheds'][k])
-        if scaler is not None and ck['scaler']: scaler.load_state_dict(ck['scaler'])
-        state.update(ck['state']); _set_rng_state(ck['rng'])
+              'seed': seed, 'world_size': world, 'device': str(dev), 'threads': torch.get_num_threads(),
+              'advnorm': advnorm.__version__, 'torch': str(torch.__version__), 'steps_per_epoch': rd['steps_per_epoch'],
+              'total_steps': p.epochs * rd['steps_per_epoch'], 'input_norm': e.input_norm, 'nyul_scale': getattr(rd['norm'], 'scale', None)}
+    state = new_state(e)
+    if resume: restore(ckpt_path, e, p, nets, opts, scheds, scaler, state, dev)
     if master:
         out.mkdir(parents=True, exist_ok=True)
         (out/'config.json').write_text(json.dumps(config, indent=1))
         if not resume and (out/'metrics.jsonl').exists(): (out/'metrics.jsonl').unlink()
+        if not resume and (out/'best.pt').exists(): (out/'best.pt').unlink()   # a best model of an earlier run is not ours
+    log = (lambda rec: _log(out/'metrics.jsonl', rec)) if master else (lambda rec: None)
 
-    def save():
-        if master: atomic_save(make_checkpoint(nets, opts, scheds, scaler, state, config), ckpt_path)
+    def save(path=ckpt_path, full=True):
+        if not master: return
+        ck = make_checkpoint(nets, opts, scheds, scaler, state, config)
+        atomic_save(ck if full else {k: ck[k] for k in ('version', 'config', 'state', 'nets')}, path)
 
     def backward_step(loss, opt_keys):
         for k in opt_keys: opts[k].zero_grad(set_to_none=True)
@@ -257,55 +324,56 @@ def train(exp=7,                 # Table 1 row, 1-7
         for k in opt_keys: scaler.step(opts[k]) if scaler else opts[k].step()
         if scaler: scaler.update()
 
-    bar = tqdm(total=total_steps, initial=state['step'], disable=not (progress and master),
+    bar = tqdm(total=p.epochs * rd['steps_per_epoch'], initial=state['step'], disable=not (progress and master),
                desc=f'exp {e.exp} ({p.name})', dynamic_ncols=True)
     t0, stop = time.time(), False
     while state['epoch'] < p.epochs and not stop:
-        sampler.set_epoch(state['epoch'])
-        idx = list(sampler)[state['step_in_epoch'] * p.batch_size:]  # skip what a resumed checkpoint already saw
-        loader = DataLoader(train_ds, batch_size=p.batch_size, sampler=idx, num_workers=p.num_workers, drop_last=True)
-        for x, y, dom in loader:
-            x, y, z = x.to(dev), y.to(dev), dom_map[dom].to(dev)
-            step = state['step']
-            warmup = step < warmup_steps
+        for x, y, z in epoch_batches(rd, p, state, dev):
+            step, warmup = state['step'], state['warmup']
             identity = warmup and step % p.identity_every == 0
+            # 1. the G+S update (D frozen); in the warm-up S learns on G's detached output, G only the identity
             if D is not None: _unwrap(D).requires_grad_(False)
             gs = gs_step(G, S, _unwrap(D) if D is not None else None, x, y, z, warmup=warmup, identity=identity,
                          lambda_adv=p.lambda_adv, autocast=autocast, g_adv=g_adv)
             _check_finite(gs, step, ckpt_path)
-            keys = ['S'] + (['G'] if G is not None and (not warmup or identity) else [])
-            if warmup and identity:  # S learns on the detached output; G only from the identity loss
-                backward_step(gs['dice'] + gs['identity'], keys)
-            else: backward_step(gs['total'], keys)
+            backward_step(gs['total'], ['S'] + (['G'] if G is not None and (not warmup or identity) else []))
             rec = {k: round(v.item(), 5) for k, v in gs.items() if k != 'x_hat'}
+            # 2. the D update, on the real batch and the detached generated one
             if D is not None:
                 _unwrap(D).requires_grad_(True)
-                ld = d_step(D, x, gs['x_hat'], z, autocast, d_fn, p.gp_weight if use_gp else 0.)
+                ld, logits = d_step(D, x, gs['x_hat'], z, autocast, d_fn, p.gp_weight if use_gp else 0., return_logits=True)
                 _check_finite({'D': ld}, step, ckpt_path)
-                backward_step(ld, ['D']); rec['D'] = round(ld.item(), 5)
+                backward_step(ld, ['D'])
+                rec |= {'D': round(ld.item(), 5)} | {k: round(v, 4) for k, v in gan_diagnostics(logits, z).items()}
             state['step'] += 1; state['step_in_epoch'] += 1
-            if master:
-                bar.update(1); bar.set_postfix({k: f'{v:.3f}' for k, v in rec.items()})
-                _log(out/'metrics.jsonl', {'step': state['step'], 'epoch': state['epoch'], 'warmup': warmup, **rec})
+            bar.update(1); bar.set_postfix({k: f'{v:.3f}' for k, v in rec.items() if k in ('dice', 'identity', 'adv', 'D')})
+            log({'step': state['step'], 'epoch': state['epoch'], 'warmup': warmup, **rec})
             if max_steps is not None and state['step'] >= max_steps: stop = True; break
         if stop: break
-        val = estimate_loss(G, S, val_loader, dev, autocast, p.val_batches)
+        # 3. end of epoch: validation, end of the warm-up, best model, LR schedule, checkpoint
+        val = estimate_loss(G, S, rd['val_loader'], dev, autocast, p.val_batches)
+        rec = {'step': state['step'], 'epoch': state['epoch'] + 1, 'val_dice_loss': round(val, 5)}
+        if state['warmup']:
+            psnr = identity_psnr(G, rd['val_loader'], dev, autocast, p.val_batches)
+            state['identity_psnr_db'] = rec['identity_psnr_db'] = round(psnr, 2)
+            if warmup_ends(state['epoch'] + 1, psnr, p):
+                state.update(warmup=False, warmup_end_step=state['step'])
+        elif val < state['best_val']:   # the best model is chosen in the joint phase only
+            state.update(best_val=val, best_step=state['step'], best_epoch=state['epoch'] + 1); rec['best'] = True
+            save(out/'best.pt', full=False)
         for s in scheds.values(): s.step(val)
-        state.update(epoch=state['epoch'] + 1, step_in_epoch=0, best_val=min(state['best_val'], val))
-        if master:
-            _log(out/'metrics.jsonl', {'step': state['step'], 'epoch': state['epoch'], 'val_dice_loss': round(val, 5),
-                                       'lr': {k: o.param_groups[0]['lr'] for k, o in opts.items()}})
+        state.update(epoch=state['epoch'] + 1, step_in_epoch=0)
+        log(rec | {'warmup': state['warmup'], 'lr': {k: o.param_groups[0]['lr'] for k, o in opts.items()}})
         save()
     save()
     bar.close()
     secs = time.time() - t0
-    if master:
-        _log(out/'metrics.jsonl', {'step': state['step'], 'done': state['epoch'] >= p.epochs, 'train_seconds': round(secs, 2),
-                                   'patches_per_s': round(state['step'] * p.batch_size * world / max(secs, 1e-9), 2)})
+    log({'step': state['step'], 'done': state['epoch'] >= p.epochs, 'train_seconds': round(secs, 2),
+         'patches_per_s': round(state['step'] * p.batch_size * world / max(secs, 1e-9), 2)})
     if world > 1:  # every rank must hold the same weights: record it for the tests and the log
         h = sum(float(q.double().sum()) for m in nets.values() for q in _unwrap(m).parameters())
         hs = [None] * world; dist.all_gather_object(hs, h)
-        if master: _log(out/'metrics.jsonl', {'rank_weight_sums': hs})
+        log({'rank_weight_sums': hs})
     return out
 
 # %% ../nbs/06_train.ipynb #a941c2f9
