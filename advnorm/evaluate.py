@@ -134,7 +134,7 @@ def evaluate_run(run_dir, data=None, device='auto', keep: bool = False, progress
     norm = input_normalizer(e.input_norm, scale=cfg.get('nyul_scale'))   # Nyúl: the scale fitted in training
     res = {'exp': e.exp, 'setting': e.name, 'train_domains': list(e.train), 'test_domains': list(e.test),
            'input_norm': e.input_norm, 'preset': p.name, 'preset_changes_from_paper': list(p.changes), 'adv_loss': p.adv_loss, 'lambda_adv': p.lambda_adv,
-           'data': cfg['data'], 'split': cfg['split'],
+           'data': cfg['data'], 'benchmark': cfg.get('benchmark'), 'split': cfg['split'],
            'seed': cfg['seed'], 'classes': list(LABELS[1:]), 'patch_dice': {}, 'volume_dice': {}, 'hd95_mm': {},
            'n_test_patches': {}, 'volumes': {},
            'checkpoint_scored': 'best' if st['file'] == 'best.pt' else 'last', 'scored_step': st.get('step'),

@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 import numpy as np
-from .core import runs_dir
+from .core import runs_dir, project_root, _home
 from .experiments import EXPERIMENTS, get_experiment
 
 # %% auto #0
-__all__ = ['PAPER_TABLE1', 'PAPER_TABLE2', 'VARIANT_RUNS', 'run_dir_for', 'sweep', 'table1', 'table2', 'paper_ordering',
-           'lambda_variants', 'sweep_variants', 'variants_table', 'plot_lambda']
+__all__ = ['PAPER_TABLE1', 'PAPER_TABLE2', 'VARIANT_RUNS', 'run_dir_for', 'results_dir', 'archive_run', 'sweep', 'table1',
+           'table2', 'paper_ordering', 'lambda_variants', 'sweep_variants', 'variants_table', 'plot_lambda']
 
 # %% ../nbs/08_tables.ipynb #f41e20fc
 PAPER_TABLE1 = {1: (0.906, 0.868, 0.863), 2: (0.813, 0.789, 0.839), 3: (0.401, 0.354, 0.519), 4: (0.293, 0.082, 0.563),
@@ -25,21 +25,51 @@ def run_dir_for(exp, preset, split, seed, root=None, overrides=None) -> Path:
     from advnorm.evaluate import run_name
     return Path(root or runs_dir())/run_name(exp, preset, split, seed, overrides)
 
+def results_dir() -> Path:
+    "Committed records of finished runs: `$ADVNORM_RESULTS`, else `<checkout>/results`, else `~/.cache/advnorm/results`."
+    return _home('ADVNORM_RESULTS', 'results')
+
+def _relative(v):
+    "A path inside the checkout as a relative string (records travel between machines); other values unchanged."
+    root = project_root()
+    if isinstance(v, dict): return {k: _relative(x) for k, x in v.items()}
+    if isinstance(v, str) and root is not None and v.startswith(str(root) + '/'): return v[len(str(root)) + 1:]
+    return v
+
+def archive_run(run_dir, keep=None) -> Path:
+    "Copy a finished run's `results.json` and `config.json` to `keep/<run folder name>/` (paths made relative)."
+    run_dir = Path(run_dir); dest = Path(keep or results_dir())/run_dir.name
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ('results.json', 'config.json'):
+        rec = _relative(json.loads((run_dir/name).read_text()))
+        (dest/name).write_text(json.dumps(rec, indent=1) + '\n')
+    return dest
+
+def _benchmark_now(preset, data) -> str | None:
+    "The benchmark folder name a run of `preset` on `data` uses now (None for real data)."
+    from advnorm.experiments import get_preset
+    from advnorm.synthetic import benchmark_dir
+    return benchmark_dir(**get_preset(preset).benchmark).name if str(data) == 'synthetic' else None
+
 def sweep(exps=tuple(EXPERIMENTS), seeds=(0, 1), preset='quick', split='patch', data='synthetic', root=None,
           run_missing: bool = True, progress: bool = True,
           overrides: dict | None = None,   # preset fields changed for every run (e.g. `{'adv_loss': 'lsgan'}`)
+          keep=None,                       # records folder; default `results_dir()` (or `root/results` when `root` is given)
          ) -> dict:
-    "Results of every (exp, seed): read from `results.json`, or run with `run_experiment` when missing."
+    "Results of every (exp, seed): from the kept records, from the run folder, or run with `run_experiment` when missing."
     from advnorm.evaluate import run_experiment
-    out = {}
+    keep = Path(keep) if keep else (results_dir() if root is None else Path(root)/'results')
+    bench, out = _benchmark_now(preset, data), {}
     for exp in exps:
         for seed in seeds:
             d = run_dir_for(exp, preset, split, seed, root, overrides)
-            f = d/'results.json'
-            if not f.exists():
-                if not run_missing: continue
-                run_experiment(exp, preset, data, seed, split, out=d, progress=progress, overrides=overrides)
-            out[(get_experiment(exp).exp, seed)] = json.loads(f.read_text())
+            kept = keep/d.name/'results.json'
+            if not (kept.exists() and json.loads(kept.read_text()).get('benchmark') == bench):
+                if not ((d/'results.json').exists() and json.loads((d/'results.json').read_text()).get('benchmark') == bench):
+                    if not run_missing: continue
+                    run_experiment(exp, preset, data, seed, split, out=d, progress=progress, overrides=overrides)
+                archive_run(d, keep)
+            out[(get_experiment(exp).exp, seed)] = json.loads(kept.read_text())
     return out
 
 # %% ../nbs/08_tables.ipynb #ed2051f4

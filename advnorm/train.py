@@ -303,7 +303,8 @@ def train(exp=7,                 # Table 1 row, 1-7
     config = {'exp': e.exp, 'experiment': asdict(e), 'preset': p.to_dict(), 'data': str(data), 'split': split,
               'seed': seed, 'world_size': world, 'device': str(dev), 'threads': torch.get_num_threads(),
               'advnorm': advnorm.__version__, 'torch': str(torch.__version__), 'steps_per_epoch': rd['steps_per_epoch'],
-              'total_steps': p.epochs * rd['steps_per_epoch'], 'input_norm': e.input_norm, 'nyul_scale': getattr(rd['norm'], 'scale', None)}
+              'total_steps': p.epochs * rd['steps_per_epoch'], 'input_norm': e.input_norm, 'nyul_scale': getattr(rd['norm'], 'scale', None),
+              'benchmark': resolve_data(data, p, e).name if str(data) == 'synthetic' else None}
     state = new_state(e)
     if resume: restore(ckpt_path, e, p, nets, opts, scheds, scaler, state, dev)
     if master:
