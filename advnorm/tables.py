@@ -12,7 +12,8 @@ from .experiments import EXPERIMENTS, get_experiment
 
 # %% auto #0
 __all__ = ['PAPER_TABLE1', 'PAPER_TABLE2', 'VARIANT_RUNS', 'run_dir_for', 'results_dir', 'archive_run', 'sweep', 'table1',
-           'table2', 'paper_ordering', 'lambda_variants', 'sweep_variants', 'variants_table', 'plot_lambda']
+           'table2', 'paper_ordering', 'lambda_variants', 'budget_variants', 'sweep_variants', 'variants_table',
+           'plot_lambda']
 
 # %% ../nbs/08_tables.ipynb #f41e20fc
 PAPER_TABLE1 = {1: (0.906, 0.868, 0.863), 2: (0.813, 0.789, 0.839), 3: (0.401, 0.354, 0.519), 4: (0.293, 0.082, 0.563),
@@ -108,28 +109,34 @@ def table2(results: dict) -> str:
     return '\n'.join(lines)
 
 # %% ../nbs/08_tables.ipynb #facbb2d3
-def _mean_dice(results, exp, how):
-    v = [np.mean(r[how]['mean']) for (e, _), r in results.items() if e == exp]
-    return float(np.mean(v)) if v else float('nan')
+def _seed_means(results, exp, how) -> list:
+    "Mean Dice over the tissues of each seed's run of `exp` (`how`: 'patch_dice' or 'volume_dice')."
+    return [float(np.mean(r[how]['mean'])) for (e, _), r in sorted(results.items(), key=str) if e == exp]
+
+def _ms(v) -> str: return _fmt(*_msd([[x] for x in v]))
 
 def paper_ordering(results: dict) -> str:
-    "Markdown table: each ordering the paper claims, our values (mean over seeds) and whether it holds."
-    lines = ['| the paper claims | ours, test patches | ours, test volumes | holds? |', '|---|---|---|---|']
+    "Markdown table: each ordering the paper claims, ours as mean ± sd over seeds, whether it holds and whether the seeds' ranges overlap."
+    lines = ['| the paper claims | ours, test patches | ours, test volumes | holds? | seed ranges overlap (patches) |',
+             '|---|---|---|---|---|']
     for name, lo, hi in (('cross-domain ≪ in-domain: exp 3 (iSEG→MRBrainS) < exp 2 (MRBrainS)', 3, 2),
                          ('cross-domain ≪ in-domain: exp 4 (MRBrainS→iSEG) < exp 1 (iSEG)', 4, 1),
                          ('adversarial > standardized: exp 7 > exp 5', 5, 7),
                          ('adversarial > without constraint: exp 7 > exp 6', 6, 7)):
-        v = {how: (_mean_dice(results, lo, how), _mean_dice(results, hi, how)) for how in ('patch_dice', 'volume_dice')}
-        if any(np.isnan(x) for pair in v.values() for x in pair): continue
-        ok = [a < b for a, b in v.values()]
-        cell = lambda a, b: f'{a:.3f} vs {b:.3f}' if lo > hi else f'{b:.3f} vs {a:.3f}'   # in the claim's order
+        v = {how: (_seed_means(results, lo, how), _seed_means(results, hi, how)) for how in ('patch_dice', 'volume_dice')}
+        if not all(a and b for a, b in v.values()): continue
+        ok = [np.mean(a) < np.mean(b) for a, b in v.values()]
+        cell = lambda a, b: f'{_ms(a)} vs {_ms(b)}' if lo > hi else f'{_ms(b)} vs {_ms(a)}'   # in the claim's order
+        a, b = v['patch_dice']
+        overlap = max(a) >= min(b) and max(b) >= min(a)
         lines.append(f"| {name} | {cell(*v['patch_dice'])} | {cell(*v['volume_dice'])} | "
-                     f"{'yes' if all(ok) else 'no' if not any(ok) else 'patches ' + ('yes' if ok[0] else 'no') + ', volumes ' + ('yes' if ok[1] else 'no')} |")
+                     f"{'yes' if all(ok) else 'no' if not any(ok) else 'patches ' + ('yes' if ok[0] else 'no') + ', volumes ' + ('yes' if ok[1] else 'no')} | "
+                     f"{('yes' if overlap else 'no') if len(a) > 1 or len(b) > 1 else '—'} |")
     j = [(r['jsd_bits']['input'], r['jsd_bits']['normalized']) for (e, _), r in results.items()
          if e == 7 and 'normalized' in r.get('jsd_bits', {})]
     if j:
         a, b = np.mean(j, 0)
-        lines.append(f'| G lowers the JSD between domains (exp 7, bits) | input {a:.4f} → normalized {b:.4f} | | {"yes" if b < a else "no"} |')
+        lines.append(f'| G lowers the JSD between domains (exp 7, bits) | input {a:.4f} → normalized {b:.4f} | | {"yes" if b < a else "no"} | |')
     return '\n'.join(lines)
 
 # %% ../nbs/08_tables.ipynb #71b75618
@@ -148,6 +155,13 @@ def lambda_variants(lambdas=(0.1, 1.0, 5.0), preset='quick') -> dict:
     from advnorm.experiments import get_preset
     default = get_preset(preset).lambda_adv
     return {f'λ={l:g}': (7, {} if float(l) == default else {'lambda_adv': float(l)}) for l in lambdas}
+
+def budget_variants(factors=(1, 3), lambdas=(0.1, 1.0), preset='quick') -> dict:
+    "Exp 7 at `factors` times the preset's training steps and at each λ: the budget and λ study of `beyond.ipynb`."
+    from advnorm.experiments import get_preset
+    p = get_preset(preset)
+    ov = lambda f, l: ({'epochs': p.epochs * f} if f != 1 else {}) | ({'lambda_adv': float(l)} if float(l) != p.lambda_adv else {})
+    return {f'{f}× steps, λ={l:g}': (7, ov(f, l)) for f in factors for l in lambdas}
 
 def sweep_variants(variants: dict = VARIANT_RUNS, seeds=(0, 1), preset='quick', split='patch', data='synthetic',
                    root=None, run_missing: bool = True, progress: bool = True) -> dict:

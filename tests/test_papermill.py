@@ -66,13 +66,13 @@ def test_classic_standardization_baselines_smoke(exp, tmp_path):
 def test_table_notebooks_smoke(tmp_path):
     "table1.ipynb and beyond.ipynb run every row / variant they list with tiny parameters, and beyond reuses table1's runs."
     import os
-    env = os.environ | {'ADVNORM_RUNS': str(tmp_path/'runs')}
+    env = os.environ | {'ADVNORM_RUNS': str(tmp_path/'runs'), 'ADVNORM_RESULTS': str(tmp_path/'results')}
     def nb(name, yaml):
         r = subprocess.run([sys.executable, '-m', 'papermill', str(ROOT/'nbs'/name), str(tmp_path/name), '--log-level',
                             'WARNING', '-y', yaml], capture_output=True, text=True, cwd=tmp_path, timeout=1800, env=env)
         assert r.returncode == 0, r.stderr[-3000:]
         return json.dumps(json.loads((tmp_path/name).read_text())["cells"], ensure_ascii=False)
-    t1 = nb('table1.ipynb', '{exps: [5, 7], seeds: [0], preset: smoke, split: subject}')
+    t1 = nb('table1.ipynb', '{exps: [5, 7], seeds: [0], preset: smoke, splits: [subject]}')
     assert 'exp7-smoke-subject-seed0' not in t1 and "split='subject'" in t1 and '| 7 | Adversarially normalized' in t1
     made = (tmp_path/'runs'/'exp7-smoke-subject-seed0'/'results.json').stat().st_mtime
     out = nb('beyond.ipynb', f'{{seeds: [0], preset: smoke, splits: [subject], lambdas: [0.5, 1.0], out: "{tmp_path}"}}')
@@ -82,3 +82,4 @@ def test_table_notebooks_smoke(tmp_path):
     assert (tmp_path/'runs'/'exp7-smoke-subject-seed0-lambda_adv=0.5'/'results.json').exists()
     assert (tmp_path/'runs'/'exp7-smoke-subject-seed0'/'results.json').stat().st_mtime == made   # λ=1 is Table 1's run
     assert (tmp_path/'lambda-smoke-subject.png').exists()
+    assert (tmp_path/'results'/'exp7-smoke-subject-seed0'/'config.json').exists()   # the sweep kept the run's records
