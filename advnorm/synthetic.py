@@ -221,7 +221,7 @@ def subject_anatomy(prior: np.ndarray, # (3, ...) CSF, GM, WM probabilities of t
 # %% ../nbs/02_synthetic.ipynb #4a2452e0
 DOMAINS = {
     'iSEG': DomainProfile(size=0.80, aspect=(1.04, 0.96, 1.0), extra_axial_mm=5.0, sulci=0.4, ventricles_mm=0.0,
-                          cortex_smooth_mm=3.0, means=(0.35, 0.62, 0.66), wm_periph=0.44, myelin_mm=6.0,
+                          cortex_smooth_mm=3.0, means=(0.35, 0.66, 0.68), wm_periph=0.40, myelin_mm=8.0,
                           noise=0.05, rician=False, slice_mm=None, bias=0.12, head=False, scale=300.0),
     'MRBrainS': DomainProfile(size=1.0, extra_axial_mm=3.0, sulci=1.6, ventricles_mm=3.0, means=(0.25, 0.55, 0.80),
                               noise=0.04, rician=True, slice_mm=3.0, bias=0.06, head=True, scale=1000.0),
