@@ -238,8 +238,10 @@ def train(exp=7,                 # Table 1 row 1-7, a variant ('7-k3'), an `Expe
     state = {'epoch': 0, 'step_in_epoch': 0, 'step': 0, 'best_val': float('inf')}
     if resume:
         ck = load_checkpoint(ckpt_path, map_location=dev)
-        if ck['config']['exp'] != e.exp or ck['config']['preset']['name'] != p.name or experiment_from_config(ck['config']) != e:
+        if ck['config']['exp'] != e.exp or ck['config']['preset']['name'] != p.name:
             raise ValueError(f"{ckpt_path} belongs to exp {ck['config']['exp']} / preset {ck['config']['preset']['name']!r}, not exp {e.exp} / {p.name!r}")
+        if experiment_from_config(ck['config']) != e:   # a spec of the same name with other domains, maps, norm or D
+            raise ValueError(f'{ckpt_path} belongs to another experiment named {e.exp!r} (other domains, folders, label maps, norm or D)')
         for k, m in nets.items(): _unwrap(m).load_state_dict(ck['nets'][k])
         for k, o in opts.items(): o.load_state_dict(ck['opts'][k])
         for k, s in scheds.items(): s.load_state_dict(ck['scheds'][k])

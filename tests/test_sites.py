@@ -147,3 +147,13 @@ def test_checkpoint_from_before_sites_still_loads(tmp_path):
     assert load_checkpoint(run/'checkpoint.pt')['state']['step'] == 3
     from advnorm.segment import load_segmenter
     assert load_segmenter(run/'checkpoint.pt').exp == get_experiment(7)
+
+def test_resume_refuses_another_spec_of_the_same_name(sites, tmp_path):
+    "A run folder holds one experiment: a spec with the same name but other settings does not continue it."
+    from advnorm.sites import Site, make_experiment
+    ab = [Site(n, str(sites['Site3']), 'nifti', {0: 0, 10: 1, 150: 2, 250: 3}) for n in 'AB']
+    run = train(make_experiment(ab, norm='zscore', name='pair'), 'smoke', out=tmp_path/'run', device='cpu', progress=False, max_steps=1)
+    with pytest.raises(ValueError, match=r"belongs to another experiment named 'pair'"):
+        train(make_experiment(ab, norm='none', name='pair'), 'smoke', out=run, device='cpu', progress=False, resume=True)
+    train(make_experiment(ab, norm='zscore', name='pair'), 'smoke', out=run, device='cpu', progress=False, resume=True, max_steps=2)
+    assert load_checkpoint(run/'checkpoint.pt')['state']['step'] == 2
