@@ -14,10 +14,10 @@ from scipy import ndimage
 from torch.utils.data import Dataset, Sampler
 
 # %% auto #0
-__all__ = ['LABELS', 'ISEG_LABELS', 'MRBRAINS_LABELS', 'READERS', 'INPUT_NORMS', 'Subject', 'load_iseg', 'load_mrbrains',
-           'load_nifti_domain', 'register_domain', 'load_domains', 'zscore', 'whitestripe', 'NyulStandardizer',
-           'normalize_input', 'input_normalizer', 'pad_volume', 'extract_patches', 'Splits', 'make_splits',
-           'PatchDataset', 'DomainBalancedSampler']
+__all__ = ['LABELS', 'ISEG_LABELS', 'MRBRAINS_LABELS', 'LAYOUTS', 'LAYOUT_FILES', 'READERS', 'INPUT_NORMS', 'Subject',
+           'check_label_map', 'load_iseg', 'load_mrbrains', 'load_nifti_domain', 'list_subjects', 'register_domain',
+           'load_domains', 'zscore', 'whitestripe', 'NyulStandardizer', 'normalize_input', 'input_normalizer',
+           'pad_volume', 'extract_patches', 'Splits', 'make_splits', 'PatchDataset', 'DomainBalancedSampler']
 
 # %% ../nbs/01_data.ipynb #2438b3cc
 LABELS = ('background', 'CSF', 'GM', 'WM')
@@ -71,6 +71,31 @@ def _map_labels(x: np.ndarray, label_map: dict, path: Path) -> np.ndarray:
     lut = np.array([label_map[v] for v in values.tolist()], dtype=np.uint8)
     return lut[inverse.reshape(-1)].reshape(x.shape)
 
+# %% ../nbs/01_data.ipynb #b2f9c51b
+def _number(v):
+    "`v` (a number or a numeric string) as an int when it is whole, else a float; None when it is not a number."
+    if isinstance(v, bool): return None
+    try: f = float(v)
+    except (TypeError, ValueError): return None
+    if not np.isfinite(f): return None
+    return int(f) if f.is_integer() else f
+
+def check_label_map(label_map,              # {file value: class index}, e.g. {0: 0, 10: 1, 150: 2, 250: 3}
+                    where: str = 'label_map'  # what an error names, e.g. "domain 'Site3': label_map"
+                   ) -> dict:
+    "`label_map` with number keys (JSON's '10' becomes 10) and classes 0..3 (`LABELS`), or one ValueError naming `where`."
+    if not isinstance(label_map, dict) or not label_map:
+        raise ValueError(f'{where}={label_map!r}: expected a non-empty mapping file value -> class (0 background, 1 CSF, 2 GM, 3 WM)')
+    out = {}
+    for k, v in label_map.items():
+        key, cls = _number(k), _number(v)
+        if key is None: raise ValueError(f'{where}: the file value {k!r} is not a number')
+        if not (isinstance(cls, int) and 0 <= cls < len(LABELS)):
+            raise ValueError(f'{where}: {k!r} -> {v!r}: expected a class 0..3 (0 background, 1 CSF, 2 GM, 3 WM)')
+        if key in out: raise ValueError(f'{where}: the file value {k!r} is given twice')
+        out[key] = cls
+    return out
+
 # %% ../nbs/01_data.ipynb #d70c5974
 def _voxel_size(affine: np.ndarray) -> np.ndarray:
     "Voxel size in mm along each array axis: the lengths of the affine's columns."
@@ -121,15 +146,18 @@ def _check_root(root, what) -> Path:
     return root
 
 def load_iseg(root: str | Path,         # folder holding subject-N-T1.hdr/.img and subject-N-label.hdr/.img
-              spacing: float | None = 1.0  # target isotropic voxel size in mm; None keeps the file grid
+              spacing: float | None = 1.0, # target isotropic voxel size in mm; None keeps the file grid
+              domain: str = 'iSEG',        # the domain's name (another site stored in this layout: its own)
+              label_map: dict | None = None  # file value -> class index; None: iSEG's (`ISEG_LABELS`)
              ) -> list[Subject]:
     "Read the iSEG-2017 T1 images and labels (Analyze 7.5) under `root`, labels 10/150/250 -> 1/2/3, domain 'iSEG'."
     _check_spacing(spacing)
-    root = _check_root(root, 'iSEG')
+    label_map = ISEG_LABELS if label_map is None else check_label_map(label_map, f'{domain} label_map')
+    root = _check_root(root, domain)
     ns = _numbered((p.name for p in root.iterdir()), r'subject-(\d+)-(?:T1|label)\.hdr')
-    if not ns: raise FileNotFoundError(f'no iSEG subjects (subject-N-T1.hdr / subject-N-label.hdr) found in {root}')
-    return [_load_pair(f'iSEG-{n}', 'iSEG', root/f'subject-{n}-T1.hdr', root/f'subject-{n}-label.hdr',
-                       ISEG_LABELS, spacing) for n in ns]
+    if not ns: raise FileNotFoundError(f'no {domain} subjects (subject-N-T1.hdr / subject-N-label.hdr) found in {root}')
+    return [_load_pair(f'{domain}-{n}', domain, root/f'subject-{n}-T1.hdr', root/f'subject-{n}-label.hdr',
+                       label_map, spacing) for n in ns]
 
 # %% ../nbs/01_data.ipynb #a1a625f1
 def _first_file(folder: Path, names) -> Path:
@@ -137,30 +165,50 @@ def _first_file(folder: Path, names) -> Path:
     return next((folder/n for n in names if (folder/n).is_file()), folder/names[0])
 
 def load_mrbrains(root: str | Path,         # the `TrainingData` folder holding N/T1_1mm.nii and N/LabelsForTesting.nii
-                  spacing: float | None = 1.0  # target isotropic voxel size in mm; None keeps the file grid
+                  spacing: float | None = 1.0, # target isotropic voxel size in mm; None keeps the file grid
+                  domain: str = 'MRBrainS',    # the domain's name (another site stored in this layout: its own)
+                  label_map: dict | None = None  # file value -> class index; None: 0..3 (`MRBRAINS_LABELS`)
                  ) -> list[Subject]:
     "Read the MRBrainS13 T1 images (skull-stripped by label > 0) and labels under `root`, domain 'MRBrainS'."
     _check_spacing(spacing)
-    root = _check_root(root, 'MRBrainS TrainingData')
+    label_map = MRBRAINS_LABELS if label_map is None else check_label_map(label_map, f'{domain} label_map')
+    root = _check_root(root, f'{domain} TrainingData')
     ns = _numbered((p.name for p in root.iterdir() if p.is_dir()), r'(\d+)')
-    if not ns: raise FileNotFoundError(f'no MRBrainS subjects (numbered folders N/T1_1mm.nii) found in {root}')
-    return [_load_pair(f'MRBrainS-{n}', 'MRBrainS', _first_file(root/str(n), ('T1_1mm.nii', 'T1_1mm.nii.gz')),
+    if not ns: raise FileNotFoundError(f'no {domain} subjects (numbered folders N/T1_1mm.nii) found in {root}')
+    return [_load_pair(f'{domain}-{n}', domain, _first_file(root/str(n), ('T1_1mm.nii', 'T1_1mm.nii.gz')),
                        _first_file(root/str(n), ('LabelsForTesting.nii', 'LabelsForTesting.nii.gz')),
-                       MRBRAINS_LABELS, spacing, skull_strip=True) for n in ns]
+                       label_map, spacing, skull_strip=True) for n in ns]
 
 # %% ../nbs/01_data.ipynb #1d2e5a46
 def load_nifti_domain(root: str | Path,             # folder holding N/t1.nii[.gz] and N/labels.nii[.gz]
                       domain: str,                  # the domain's name
-                      spacing: float | None = 1.0   # target isotropic voxel size in mm; None keeps the file grid
+                      spacing: float | None = 1.0,  # target isotropic voxel size in mm; None keeps the file grid
+                      label_map: dict | None = None  # file value -> class index; None: 0..3 (`MRBRAINS_LABELS`)
                      ) -> list[Subject]:
     "Read a domain in the plain layout `root/N/t1.nii[.gz]`, `root/N/labels.nii[.gz]` (labels 0..3, skull-stripped by label > 0)."
     _check_spacing(spacing)
+    label_map = MRBRAINS_LABELS if label_map is None else check_label_map(label_map, f'{domain} label_map')
     root = _check_root(root, domain)
     ns = _numbered((p.name for p in root.iterdir() if p.is_dir()), r'(\d+)')
     if not ns: raise FileNotFoundError(f'no {domain} subjects (numbered folders N/t1.nii.gz) found in {root}')
     return [_load_pair(f'{domain}-{n}', domain, _first_file(root/str(n), ('t1.nii.gz', 't1.nii')),
-                       _first_file(root/str(n), ('labels.nii.gz', 'labels.nii')), MRBRAINS_LABELS, spacing,
+                       _first_file(root/str(n), ('labels.nii.gz', 'labels.nii')), label_map, spacing,
                        skull_strip=True) for n in ns]
+
+# %% ../nbs/01_data.ipynb #4662cba2
+LAYOUTS = {'iseg': load_iseg, 'mrbrains': load_mrbrains, 'nifti': load_nifti_domain}   # layout name -> reader
+LAYOUT_FILES = {'iseg': 'subject-N-T1.hdr/.img and subject-N-label.hdr/.img',
+                'mrbrains': 'numbered folders N/ holding T1_1mm.nii[.gz] and LabelsForTesting.nii[.gz]',
+                'nifti': 'numbered folders N/ holding t1.nii[.gz] and labels.nii[.gz]'}
+
+def list_subjects(folder: str | Path,  # a domain's folder
+                  layout: str          # 'iseg', 'mrbrains' or 'nifti'
+                 ) -> list[int]:
+    "The subject numbers N in `folder` for `layout`, without reading any image (the readers' own rule)."
+    if layout not in LAYOUTS: raise ValueError(f'layout={layout!r}: expected one of {list(LAYOUTS)}')
+    folder = _check_root(folder, layout)
+    if layout == 'iseg': return _numbered((p.name for p in folder.iterdir()), r'subject-(\d+)-(?:T1|label)\.hdr')
+    return _numbered((p.name for p in folder.iterdir() if p.is_dir()), r'(\d+)')
 
 # %% ../nbs/01_data.ipynb #35f62ea6
 READERS = {'iSEG': (load_iseg, 'iSEG'), 'MRBrainS': (load_mrbrains, 'MRBrainS/TrainingData')}

@@ -5,6 +5,7 @@
 # %% ../nbs/07_evaluate.ipynb #ca89f932
 from __future__ import annotations
 import json, math, platform, sys, time, warnings
+from dataclasses import asdict
 from pathlib import Path
 import numpy as np
 import torch
@@ -19,6 +20,7 @@ import advnorm
 from .core import get_device, load_checkpoint
 from .data import LABELS, PatchDataset, normalize_input, input_normalizer
 from .experiments import get_experiment, get_preset, Preset
+from .sites import as_experiment, experiment_from_config, run_tag
 from .networks import UNet3D, ResNet3D18
 
 # %% auto #0
@@ -102,7 +104,7 @@ def load_run(run_dir, device='cpu', which: str = 'best'):
     for k in ('config', 'nets', 'version'):
         if k not in ck: raise ValueError(f"{path} is not an advnorm checkpoint (no {k!r})")
     cfg = ck['config']
-    e, p = get_experiment(cfg['exp']), Preset.from_dict(cfg['preset'])
+    e, p = experiment_from_config(cfg), Preset.from_dict(cfg['preset'])
     nets = build_networks(e, p)
     missing = sorted(set(nets) - set(ck['nets']))
     if missing: raise ValueError(f"{path} lacks the network(s) {missing}")
@@ -128,11 +130,12 @@ def evaluate_run(run_dir, data=None, device='auto', keep: bool = False, progress
     from advnorm.train import load_experiment_data
     run_dir = Path(run_dir); t0 = time.time(); dev = get_device(device)
     cfg, nets, st = load_run(run_dir, dev, which)
-    e, p = get_experiment(cfg['exp']), Preset.from_dict(cfg['preset'])
+    e, p = experiment_from_config(cfg), Preset.from_dict(cfg['preset'])   # any domains: from the checkpoint alone
     G, S = nets.get('G'), nets['S']
     splits = load_experiment_data(e, p, data or cfg['data'], cfg['split'], cfg['seed'])
     norm = input_normalizer(e.input_norm, scale=cfg.get('nyul_scale'))   # Nyúl: the scale fitted in training
     res = {'exp': e.exp, 'setting': e.name, 'train_domains': list(e.train), 'test_domains': list(e.test),
+           'sites': [asdict(s) for s in e.sites],
            'input_norm': e.input_norm, 'preset': p.name, 'preset_changes_from_paper': list(p.changes), 'adv_loss': p.adv_loss, 'lambda_adv': p.lambda_adv,
            'data': cfg['data'], 'benchmark': cfg.get('benchmark'), 'split': cfg['split'],
            'seed': cfg['seed'], 'classes': list(LABELS[1:]), 'patch_dice': {}, 'volume_dice': {}, 'hd95_mm': {},
@@ -164,8 +167,10 @@ def evaluate_run(run_dir, data=None, device='auto', keep: bool = False, progress
             res['hd95_mm'][dom] = np.nanmean(hds, 0).round(3).tolist()
         res['volumes'][dom] = [splits.subjects[i].name for i in subj]
         per_domain_vals['input'].append(np.concatenate(vin)); per_domain_vals['normalized'].append(np.concatenate(vout))
-    for k in ('patch_dice', 'volume_dice'):  # the mean over test domains, as one Table 1 row
-        res[k]['mean'] = np.nanmean([res[k][d] for d in e.test], 0).round(4).tolist()
+    for k in ('patch_dice', 'volume_dice', 'hd95_mm'):  # the mean over test domains, as one Table 1 row
+        with warnings.catch_warnings():                  # HD95 of a tissue no test volume has: NaN
+            warnings.simplefilter('ignore', RuntimeWarning)
+            res[k]['mean'] = np.nanmean([res[k][d] for d in e.test], 0).round(3 if k == 'hd95_mm' else 4).tolist()
     res['volumes_seen_in_training'] = cfg['split'] == 'patch'
     if len(e.test) >= 2:
         res['jsd_bits'] = {'input': round(jsd(domain_histograms(per_domain_vals['input'])), 4)}
@@ -257,7 +262,7 @@ def plot_learning_curves(run_dir, path=None):
 # %% ../nbs/07_evaluate.ipynb #9b9b98f9
 def check_params(exp, preset, data, seed, split, overrides=None) -> None:
     "Validate a run's parameters before any work: one clear error naming the bad one."
-    get_experiment(exp)
+    as_experiment(exp)
     if overrides is not None and not isinstance(overrides, dict): raise ValueError(f'overrides={overrides!r}: expected a dict of preset fields')
     p = get_preset(preset, **(overrides or {}))
     from advnorm.losses import get_adv_loss; get_adv_loss(p.adv_loss)
@@ -271,9 +276,9 @@ def _name_value(v) -> str:
     return ','.join(f'{k}{_name_value(x)}' for k, x in v.items()) if isinstance(v, dict) else str(v)
 
 def run_name(exp, preset, split, seed, overrides=None) -> str:
-    "The default run folder name: `exp7-quick-patch-seed0`, plus `-field=value` for each preset override."
+    "The default run folder name: `exp7-quick-patch-seed0` (a spec: its name first), plus `-field=value` per preset override."
     extra = ''.join(f'-{k}={_name_value(v)}' for k, v in sorted((overrides or {}).items()))
-    return f'exp{get_experiment(exp).exp}-{preset}-{split}-seed{seed}{extra}'
+    return f'{run_tag(as_experiment(exp))}-{preset}-{split}-seed{seed}{extra}'
 
 def _peak_rss_gib() -> float | None:
     "Peak resident memory of this process so far (GiB; for a papermill run, the kernel: training and evaluation)."
@@ -286,13 +291,13 @@ def run_experiment(exp=7, preset='quick', data='synthetic', seed=0, split='patch
                    resume: bool = True, progress: bool = True, overrides: dict | None = None,
                    keep_volumes: bool = False  # also return the test volumes under '_volumes' (for a viewer)
                   ) -> dict:
-    "Train (or resume) Table 1 row `exp`, score it, save figures; returns the results (also in `out/results.json`)."
+    "Train (or resume) experiment `exp` (a Table 1 row or a spec), score it, save figures; returns the results (also in `out/results.json`)."
     from advnorm.train import train
     from advnorm.core import runs_dir
     check_params(exp, preset, data, seed, split, overrides)
-    t0 = time.time()
+    t0, exp = time.time(), as_experiment(exp)
     out = Path(out) if out else runs_dir()/run_name(exp, preset, split, seed, overrides)
-    run = train(get_experiment(exp).exp, preset, data, out, seed, split, resume=resume and (out/'checkpoint.pt').exists(),
+    run = train(exp, preset, data, out, seed, split, resume=resume and (out/'checkpoint.pt').exists(),
                 device=device, progress=progress, **(overrides or {}))
     res = evaluate_run(run, device=device, keep=True, progress=progress)
     figs = {'examples': run/'examples.png', 'histograms': run/'histograms.png', 'learning_curves': run/'learning_curves.png'}

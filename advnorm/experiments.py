@@ -16,13 +16,14 @@ NORMS = ('none', 'zscore', 'G', 'whitestripe', 'nyul')   # the last two: classic
 
 @dataclass(frozen=True)
 class Experiment:
-    "One row of Table 1."
+    "One row of Table 1, or any set of domains (`advnorm.sites`)."
     exp: int | str           # the row number in the paper's Table 1 (a name for a variant beyond it)
     name: str                # the paper's name for the setting
     train: tuple[str, ...]   # domains whose patches train the networks
     test: tuple[str, ...]    # domains whose test patches / volumes are scored
     norm: str                # 'none' (max-scaled raw), 'zscore' (per image, brain mask) or 'G' (learned generator)
     adversarial: bool        # whether D and the adversarial term are used
+    sites: tuple = ()        # the domains read from folders of their own (`advnorm.sites.Site`); () for the rows here
 
     @property
     def input_norm(self) -> str:

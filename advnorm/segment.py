@@ -19,6 +19,7 @@ import advnorm
 from .core import get_device, load_checkpoint
 from .data import _read_volume, _resample, _voxel_size, normalize_input, input_normalizer
 from .experiments import Experiment, Preset, get_experiment
+from .sites import experiment_from_config
 from .train import build_networks
 from .evaluate import predict_volume, SEG_CMAP
 
@@ -52,7 +53,7 @@ def load_segmenter(checkpoint: str | Path,  # a run's checkpoint.pt
     if ck['version'] != advnorm.__version__:
         raise ValueError(f"{path}: written by advnorm {ck['version']}, this is advnorm {advnorm.__version__}; "
                          f"segment with advnorm=={ck['version']} or retrain")
-    e, p = get_experiment(ck['config']['exp']), Preset.from_dict(ck['config']['preset'])
+    e, p = experiment_from_config(ck['config']), Preset.from_dict(ck['config']['preset'])
     nets = {k: m for k, m in build_networks(e, p).items() if k in ('G', 'S')}
     lacking = sorted(set(nets) - set(ck['nets']))
     if lacking: raise ValueError(f'{path}: lacks the network(s) {lacking} that exp {e.exp} needs')

@@ -22,6 +22,7 @@ from .core import get_device, seed_everything, atomic_save, load_checkpoint, run
 from .experiments import Experiment, Preset, get_experiment, get_preset
 from .data import load_domains, make_splits, PatchDataset, DomainBalancedSampler, input_normalizer
 from .synthetic import ensure_benchmark
+from .sites import as_experiment, builtin_domains, cli_experiment, experiment_from_config, read_domains, run_tag
 from .networks import UNet3D, ResNet3D18
 from .losses import dice_loss, d_loss, g_adv_loss, identity_loss, get_adv_loss, gradient_penalty
 
@@ -60,16 +61,17 @@ def d_step(D, x, x_hat, z, autocast, d_fn=d_loss, gp_weight: float = 0., return_
 def resolve_data(data, preset: Preset, exp: Experiment | None = None) -> Path:
     "The folder holding the datasets: the embedded benchmark for `'synthetic'`, else `data` itself (checked)."
     if str(data) == 'synthetic':  # the third domain is generated only for the experiments that need it
-        third = 5 if exp is not None and 'LowField' in exp.domains else 0
+        third = 5 if exp is not None and 'LowField' in builtin_domains(exp) else 0
         return ensure_benchmark(**preset.benchmark, n_third=third)
     root = Path(data).expanduser()
     if not root.is_dir(): raise FileNotFoundError(f"data={str(data)!r}: no such folder (use 'synthetic' or a folder holding iSEG/ and MRBrainS/TrainingData/)")
     return root
 
 def load_experiment_data(exp: Experiment, preset: Preset, data='synthetic', split='patch', seed=0):
-    "Read the domains `exp` needs and split them: returns `Splits`."
+    "Read the domains `exp` needs (its own sites from their folders, the others from `data`) and split them: returns `Splits`."
     if split not in ('patch', 'subject'): raise ValueError(f"split={split!r}: expected 'patch' (the paper's) or 'subject' (leak-free)")
-    domains = load_domains(resolve_data(data, preset, exp), spacing=preset.spacing_mm, domains=list(exp.domains))
+    root = resolve_data(data, preset, exp) if builtin_domains(exp) else None   # sites of one's own need no data root
+    domains = read_domains(exp, preset.spacing_mm, root)
     missing = [d for d in exp.domains if not domains.get(d)]
     if missing: raise FileNotFoundError(f'data={str(data)!r}: no subjects found for domain(s) {missing} needed by exp {exp.exp}')
     return make_splits(domains, mode=split, seed=seed, size=preset.patch, stride=preset.stride)
@@ -161,7 +163,7 @@ def resolve_preset(e: Experiment, preset, amp=None, **overrides) -> Preset:
 def prepare_data(e: Experiment, p: Preset, data, split: str, seed: int, rank: int = 0, world: int = 1) -> dict:
     "Splits, input normalization, training dataset, balanced sampler, validation loader and D's targets of a run."
     if world > 1:  # rank 0 generates the embedded benchmark (once) while the others wait
-        if rank == 0: resolve_data(data, p, e)
+        if rank == 0 and builtin_domains(e): resolve_data(data, p, e)
         dist.barrier()
     splits = load_experiment_data(e, p, data, split, seed)
     # the input normalization; Nyúl's standard scale (a baseline beyond the paper) is fitted on the training subjects
@@ -208,6 +210,8 @@ def restore(ckpt_path: Path, e: Experiment, p: Preset, nets, opts, scheds, scale
     ck = load_checkpoint(ckpt_path, map_location=device)
     if ck['config']['exp'] != e.exp or ck['config']['preset']['name'] != p.name:
         raise ValueError(f"{ckpt_path} belongs to exp {ck['config']['exp']} / preset {ck['config']['preset']['name']!r}, not exp {e.exp} / {p.name!r}")
+    if experiment_from_config(ck['config']) != e:   # a spec of the same name with other domains, maps, norm or D
+        raise ValueError(f'{ckpt_path} belongs to another experiment named {e.exp!r} (other domains, folders, label maps, norm or D)')
     for k, m in nets.items(): _unwrap(m).load_state_dict(ck['nets'][k])
     for k, o in opts.items(): o.load_state_dict(ck['opts'][k])
     for k, s in scheds.items(): s.load_state_dict(ck['scheds'][k])
@@ -268,10 +272,10 @@ def gan_diagnostics(logits: torch.Tensor, # D's logits for the real batch follow
             'd_acc_gen': (p[n:].argmax(1) == gen).float().mean().item(), 'p_gen': p[n:, gen].mean().item()}
 
 # %% ../nbs/06_train.ipynb #60aeced3
-def train(exp=7,                 # Table 1 row, 1-7
+def train(exp=7,                 # Table 1 row 1-7, a variant ('7-k3'), an `Experiment` or a spec (`advnorm.sites`)
           preset='quick',        # 'smoke', 'quick' or 'paper', or a Preset
           data='synthetic',      # 'synthetic' (embedded benchmark) or a folder with the real layouts
-          out=None,              # run folder; default runs/exp{exp}-{preset}-{split}-seed{seed}
+          out=None,              # run folder; default runs/exp{exp}-{preset}-{split}-seed{seed} (a spec: its name, not exp{exp})
           seed: int = 0,         # seeds the split, the initial weights and the sampler
           split: str = 'patch',  # 'patch' (the paper's 60/20/20) or 'subject' (leak-free)
           resume: bool = False,  # continue from out/checkpoint.pt
@@ -280,13 +284,13 @@ def train(exp=7,                 # Table 1 row, 1-7
           max_steps=None,        # stop after this many steps in total (with a checkpoint)
           progress: bool = True, # tqdm bar
           **overrides):          # any Preset field, e.g. epochs=2, lambda_adv=0.5
-    "Train the networks of Table 1 row `exp`; returns the run folder."
-    e = get_experiment(exp)
+    "Train the networks of experiment `exp` (a Table 1 row or any domains); returns the run folder."
+    e = as_experiment(exp)   # a spec's folders, layouts and label maps are checked here, before anything is read or written
     p = resolve_preset(e, preset, amp, **overrides)
     if split not in ('patch', 'subject'): raise ValueError(f"split={split!r}: expected 'patch' or 'subject'")
     if not (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0):
         raise ValueError(f'seed={seed!r}: expected an integer >= 0')
-    out = Path(out) if out is not None else runs_dir()/f'exp{e.exp}-{p.name}-{split}-seed{seed}'
+    out = Path(out) if out is not None else runs_dir()/f'{run_tag(e)}-{p.name}-{split}-seed{seed}'
     _check_writable(out)
     ckpt_path = out/'checkpoint.pt'
     if resume and not ckpt_path.exists(): raise FileNotFoundError(f'resume=True but there is no checkpoint at {ckpt_path}')
@@ -304,7 +308,7 @@ def train(exp=7,                 # Table 1 row, 1-7
               'seed': seed, 'world_size': world, 'device': str(dev), 'threads': torch.get_num_threads(),
               'advnorm': advnorm.__version__, 'torch': str(torch.__version__), 'steps_per_epoch': rd['steps_per_epoch'],
               'total_steps': p.epochs * rd['steps_per_epoch'], 'input_norm': e.input_norm, 'nyul_scale': getattr(rd['norm'], 'scale', None),
-              'benchmark': resolve_data(data, p, e).name if str(data) == 'synthetic' else None}
+              'benchmark': resolve_data(data, p, e).name if str(data) == 'synthetic' and builtin_domains(e) else None}
     state = new_state(e)
     if resume: restore(ckpt_path, e, p, nets, opts, scheds, scaler, state, dev)
     if master:
@@ -381,7 +385,17 @@ def train(exp=7,                 # Table 1 row, 1-7
 def main(argv=None):
     "Console entry point: parse arguments and call `train`."
     ap = argparse.ArgumentParser(prog='advnorm-train', description=train.__doc__)
-    ap.add_argument('--exp', default='7', help="Table 1 row, 1-7, or a variant such as '7-k3'")
+    ap.add_argument('--exp', default=None, help="Table 1 row, 1-7, or a variant such as '7-k3' (default 7)")
+    ap.add_argument('--spec', default=None, help='your own domains: a YAML or JSON spec file (see nbs/10_your_data.ipynb)')
+    ap.add_argument('--domain', action='append', default=[], metavar='NAME=FOLDER:LAYOUT',
+                    help="a training domain (repeat it; LAYOUT iseg, mrbrains or nifti); a bare NAME is a built-in domain read from --data")
+    ap.add_argument('--test-domain', action='append', default=[], metavar='NAME=FOLDER:LAYOUT', help='a domain only tested on (repeat it)')
+    ap.add_argument('--label-map', action='append', default=[], metavar='NAME=VALUE:CLASS,...',
+                    help='the classes (0 bg, 1 CSF, 2 GM, 3 WM) of a domain\'s label values, e.g. Site3=0:0,10:1,150:2,250:3')
+    ap.add_argument('--norm', default=None, help="with --domain: none, zscore, whitestripe, nyul or G (default G)")
+    ap.add_argument('--adversarial', action=argparse.BooleanOptionalAction, default=None,
+                    help='with --domain: use D (default: when --norm is G and there are 2 or more training domains)')
+    ap.add_argument('--name', default=None, help="with --domain: the run's name (default: the training domains joined by '+')")
     ap.add_argument('--preset', default='quick', help="'smoke', 'quick' or 'paper'")
     ap.add_argument('--data', default='synthetic', help="'synthetic' or a folder holding iSEG/ and MRBrainS/TrainingData/")
     ap.add_argument('--out', default=None, help='run folder')
@@ -394,14 +408,14 @@ def main(argv=None):
     ap.add_argument('--no-progress', action='store_true')
     a = ap.parse_args(argv)
     try:
-        run = train(int(a.exp) if a.exp.isdigit() else a.exp, a.preset, a.data, a.out, a.seed, a.split, a.resume, a.device, a.amp, a.max_steps,
+        exp = cli_experiment(a.exp, a.spec, a.domain, a.test_domain, a.label_map, a.norm, a.adversarial, a.name)
+        run = train(exp, a.preset, a.data, a.out, a.seed, a.split, a.resume, a.device, a.amp, a.max_steps,
                     progress=not a.no_progress)
     except (ValueError, OSError, NonFiniteLoss) as err:
         print(f'advnorm-train: error: {err}', file=sys.stderr); sys.exit(2)
     finally:
         if dist.is_initialized(): dist.destroy_process_group()
-    if int(os.environ.get('RANK', 0)) == 0: print(f'run folder: {run}')
-    return run
+    if int(os.environ.get('RANK', 0)) == 0: print(f'run folder: {run}')   # no return value: the console script exits with it
 
 # %% ../nbs/06_train.ipynb #ab1af0a2
 #| eval: false
