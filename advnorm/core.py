@@ -96,10 +96,10 @@ def _in_kernel() -> bool:
 def widget_frontend(env=None,                  # the environment to read (default `os.environ`)
                     kernel: bool | None = None  # whether this is a Jupyter kernel (default: detected)
                    ) -> bool:
-    "Whether ipywidgets render here: a kernel started by a Jupyter server, VS Code or Colab, with ipywidgets installed."
+    "Whether ipywidgets render here: a kernel started by a Jupyter server or Colab, with ipywidgets installed."
     env = os.environ if env is None else env
     if not (_in_kernel() if kernel is None else kernel): return False
-    if not (env.get('JPY_SESSION_NAME') or env.get('VSCODE_PID') or 'google.colab' in sys.modules): return False
+    if not (env.get('JPY_SESSION_NAME') or 'google.colab' in sys.modules): return False
     try: from tqdm.notebook import IProgress   # None when ipywidgets is missing
     except ImportError: return False
     return IProgress is not None
