@@ -28,7 +28,7 @@ def test_book_builds_offline(book):
     assert [p['file'] for p in pages] == ['index.html'] + [f'{p.stem}.html' for p, *_ in order]
     index = (out/'index.html').read_text(encoding='utf-8')
     assert all(f'href="{p.stem}.html"' in index for p, *_ in order)          # the reading order is the contents
-    assert (out/'mathjax'/'MathJax.js').exists()
+    assert (out/'mathjax'/'MathJax.js').exists() and (out/'lab.css').stat().st_size > 100_000   # MathJax, the style sheet
     for p in pages:
         page = (out/p['file']).read_text(encoding='utf-8')
         external = re.findall(r'<(?:script|img|iframe)[^>]+src="(https?:[^"]+)"|<link[^>]+href="(https?:[^"]+)"', page)
@@ -111,7 +111,7 @@ def browser(book):
         except subprocess.TimeoutExpired: proc.kill()
         server.shutdown(); shutil.rmtree(profile, ignore_errors=True)
 
-def _load(tab, url: str, timeout: float = 90) -> dict:
+def _load(tab, url: str, timeout: float = float(os.environ.get('ADVNORM_BOOK_PAGE_TIMEOUT', 180))) -> dict:
     tab('Page.navigate', url=url)
     t0 = time.time()
     while not tab.eval(READY_JS.replace('URL', json.dumps(url))):   # not the page navigated from

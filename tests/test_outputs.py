@@ -71,7 +71,7 @@ def test_machine_paths_are_found(tmp_path):
     for text in bad:
         assert O.path_problems(_nb(_write(tmp_path, 'a.ipynb', [('print(x)', [_stream(text)])]))), text
     good = ['results: runs/exp7-quick-patch-seed0/results.json', 'https://github.com/advnorm/advnorm/blob/main/x',
-            'G/S/D widths 8/16/32/64', 'loss 0.5 / 0.25', 'data/synthetic/seed0-infant3-adult3-4mm-v1', '<tmp>/ck.pt']
+            'G/S/D widths 8/16/32/64', 'loss 0.5 / 0.25', 'data/synthetic/seed0-infant3-adult3-4mm-v1', '<tmp>/ck.pt', '<tmp>/cli/many/subject-1-T1_seg.nii']
     for text in good:
         assert O.path_problems(_nb(_write(tmp_path, 'a.ipynb', [('print(x)', [_stream(text)])]))) == [], text
 

@@ -23,7 +23,8 @@ MATHJAX_FONTS = "MathJax.Hub.Config({'HTML-CSS': {availableFonts: [], webFont: '
 MATH = re.compile(r'\$\$.+?\$\$|(?<![\\$])\$(?!\s)[^$\n]+?(?<!\s)\$', re.S)
 
 # nbconvert's lab template without what it would fetch from a CDN (require.js, mermaid, the widget manager), with
-# MathJax's local fonts and a navigation bar
+# MathJax's local fonts, a navigation bar, and JupyterLab's style sheet in one file the pages share (lab.css) rather
+# than inlined into every page
 TEMPLATE = r"""{%- extends 'lab/index.html.j2' -%}
 {%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
 {%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
@@ -32,6 +33,9 @@ TEMPLATE = r"""{%- extends 'lab/index.html.j2' -%}
 <script type="text/x-mathjax-config">""" + MATHJAX_FONTS + r"""</script>
 {{ super() }}
 {%- endblock html_head_js_mathjax -%}
+{% block notebook_css %}
+<link rel="stylesheet" href="lab.css">
+{% endblock notebook_css %}
 {% block extra_css %}
 <style type="text/css">
 nav.book { display: flex; justify-content: space-between; gap: 1em; max-width: 1100px; margin: 0 auto;
@@ -80,6 +84,27 @@ def _exporter():
     return HTMLExporter(template_name='lab', extra_loaders=[DictLoader({'book.html.j2': TEMPLATE})],
                         template_file='book.html.j2', mathjax_url=MATHJAX_URL, embed_images=True, exclude_anchor_links=False)
 
+# what the lab template adds to JupyterLab's style sheet inline, for lab.css
+LAB_EXTRA_CSS = """
+* { -webkit-print-color-adjust: exact; }
+a.anchor-link { display: none; }
+.jp-InputArea, .jp-InputArea-editor { overflow: hidden; }
+.cm-editor.cm-s-jupyter .highlight pre { padding: var(--jp-code-padding) 4px; margin: 0; font-family: inherit;
+  font-size: inherit; line-height: inherit; color: inherit; }
+.jp-OutputArea-output pre { line-height: inherit; font-family: inherit; }
+.jp-RenderedText pre { color: var(--jp-content-font-color1); font-size: var(--jp-code-font-size); }
+.jp-Collapser { display: none; }
+@page { margin: 0.5in; }
+@media print { .jp-Cell-inputWrapper, .jp-Cell-outputWrapper { display: block; } }
+"""
+
+def lab_css(exporter) -> str:
+    "JupyterLab's light theme as nbconvert's lab template would inline it, plus the template's own rules."
+    for d in exporter.template_paths:
+        if (Path(d)/'static'/'index.css').exists():
+            return ''.join((Path(d)/'static'/f).read_text(encoding='utf-8') + '\n' for f in ('index.css', 'theme-light.css')) + LAB_EXTRA_CSS
+    raise FileNotFoundError(f"nbconvert's lab template style sheet (static/index.css) not found in {exporter.template_paths}")
+
 def _nav(pages: list[tuple[str, str]], i: int | None) -> str:
     "Links to the previous page, the contents and the next page."
     a = lambda href, text: f'<a href="{href}">{html.escape(text)}</a>'
@@ -91,7 +116,7 @@ def _index_nb(order) -> dict:
     "The contents page as a one-cell notebook: the README's opening paragraph and its reading order, linked."
     readme = (ROOT/'README.md').read_text(encoding='utf-8')
     intro = readme.split('\n## ')[0].strip()
-    rows = '\n'.join(f'| [`{p.stem}`]({p.stem}.html) | {f"`{m}`" if m else "—"} | {what} |' for p, m, what in order)
+    rows = '\n'.join(f'| [{p.stem}]({p.stem}.html) | {f"`{m}`" if m else "—"} | {what} |' for p, m, what in order)
     src = (f'{intro}\n\n## Reading order\n\n| notebook | module | what it is |\n|---|---|---|\n{rows}\n\n'
            'Built from the notebooks in `nbs/` with their committed outputs by `python tools/build_book.py`.')
     return {'cells': [{'cell_type': 'markdown', 'id': 'contents', 'metadata': {}, 'source': src}],
@@ -115,6 +140,7 @@ def build(out: Path = ROOT/'_docs', quiet: bool = False) -> list[dict]:
     order = reading_order()
     pages = [('index.html', 'Contents')] + [(f'{p.stem}.html', p.stem) for p, *_ in order]
     ex, manifest = _exporter(), []
+    (out/'lab.css').write_text(lab_css(ex), encoding='utf-8')
     for i, (page, nb) in enumerate([(pages[0], _index_nb(order))] + list(zip(pages[1:], [p for p, *_ in order]))):
         path = nb if isinstance(nb, Path) else None
         raw = json.loads(path.read_text(encoding='utf-8')) if path else nb

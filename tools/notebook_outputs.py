@@ -23,8 +23,8 @@ IMAGE_MIMES = ('image/png', 'image/jpeg', 'image/gif', 'image/svg+xml')
 TEXT_MIMES = ('text/plain', 'text/html', 'text/markdown', 'text/latex', 'application/json')
 
 # an absolute path of two folders or more ("/work/x/runs/..."), not a URL ("https://a/b/c/"), a relative path
-# ("runs/exp7/x") nor a fraction ("G/S/D")
-ABS_PATH = re.compile(r'(?<![\w.:/~-])/(?:[A-Za-z0-9_.-]+/){2,}')
+# ("runs/exp7/x"), a fraction ("G/S/D") nor a scrubbed temporary folder ("<tmp>/a/b/")
+ABS_PATH = re.compile(r'(?<![\w.:/~-])(?<!<tmp>)/(?:[A-Za-z0-9_.-]+/){2,}')
 # temporary folders: the system's, macOS's, and the names tempfile.mkdtemp makes
 TMP_DIR = re.compile(r'(?<![\w.~-])/(?:tmp|var/folders|private/var)/|(?<![\w-])tmp[a-z0-9_]{8}(?![\w-])')
 HOME_DIR = re.compile(r'(?<![\w.:/~-])/(?:home|Users)/[\w.-]+|(?<![\w.:/~-])/root/')

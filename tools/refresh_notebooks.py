@@ -3,7 +3,8 @@
     python tools/refresh_notebooks.py                          # every notebook, in the README's reading order
     python tools/refresh_notebooks.py 07_evaluate run_experiment  # some of them (names with or without .ipynb)
 
-Each notebook runs top to bottom in a fresh `python3` kernel from nbs/ (as `nbdev_test` runs them), with its own
+Each notebook runs top to bottom in a fresh `python3` kernel from nbs/ (as `nbdev_test` runs them, cells flagged
+`#| eval: false` left out, but `#| slow` cells and notebooks marked `skip_exec` run too), with its own
 seeds, `PYTHONHASHSEED=0`, text progress bars (`ADVNORM_PROGRESS=text`: their final state is what is kept) and
 inline figures at 72 dpi. `run_experiment.ipynb` runs with its defaults (exp 7, `quick`: the longest, about 10 minutes
 on a 2-core CPU). A notebook that fails is left as it was and the command exits 1. Then the outputs are scrubbed
@@ -12,25 +13,33 @@ notebook, and tools/notebook_outputs.py's checks run with outputs required; thei
 A re-execution changes the outputs only where timings are printed.
 """
 from __future__ import annotations
-import argparse, json, os, sys, time
+import argparse, json, os, re, sys, time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from notebook_outputs import ROOT, NBS, reading_order, scrub_nb, problems, size_problems
 
 INLINE_DPI = 72
+NO_EVAL = re.compile(r'^\s*#\|\s*eval\s*:\s*false\s*$', re.M | re.I)   # nbdev's flag: a cell never run (e.g. `main()`)
+SKIP_TAG = 'skip-execution'
 
 def execute(path: Path, timeout: int | None = None) -> dict:
     "Run the notebook at `path` in a fresh kernel from its folder; returns the executed notebook (not yet written)."
     import nbformat
     from nbclient import NotebookClient
     nb = nbformat.read(path, as_version=4)
+    skipped = [c for c in nb.cells if c.cell_type == 'code' and NO_EVAL.search(c.source)]
+    for c in skipped: c.metadata.setdefault('tags', []).append(SKIP_TAG)   # nbclient skips cells with this tag
     client = NotebookClient(nb, timeout=timeout, kernel_name='python3', resources={'metadata': {'path': str(path.parent)}},
                             coalesce_streams=True,      # a text bar's \r redraws collapse to its final state
                             store_widget_state=False,   # no widget state in the notebook's metadata
                             record_timing=False, allow_errors=False,
                             extra_arguments=[f"--InlineBackend.rc={{'figure.dpi': {INLINE_DPI}}}"])
-    client.execute()
+    try: client.execute()
+    finally:
+        for c in skipped:
+            c.metadata.tags.remove(SKIP_TAG)
+            if not c.metadata.tags: del c.metadata['tags']
     return json.loads(nbformat.writes(nb))
 
 def refresh(path: Path, timeout: int | None = None) -> list[str]:
