@@ -14,7 +14,7 @@ from scipy import ndimage
 from monai.inferers import sliding_window_inference
 import matplotlib
 import matplotlib.pyplot as plt
-from tqdm.auto import tqdm
+from .core import progress_bar  # the widget in JupyterLab, text under papermill
 
 import advnorm
 from .core import get_device, load_checkpoint
@@ -57,19 +57,26 @@ def hd95(pred, target, spacing=(1., 1., 1.), n_classes: int = 4) -> np.ndarray:
     return np.array(out)
 
 # %% ../nbs/07_evaluate.ipynb #87819872
-@torch.no_grad()
-def predict_volume(S, image: np.ndarray, G=None, roi: int = 32, overlap: float = 0.5, batch_size: int = 8,
-                   device='cpu', progress: bool = False):
+@torch.inference_mode()
+def predict_volume(S, image: np.ndarray, G=None,
+                   roi: int = 32,              # the window: the training patch size
+                   overlap: float = 0.5,       # fraction of a window shared with its neighbours
+                   batch_size: int = 8,        # windows per forward pass
+                   device='cpu',               # where the networks run; the volume is stitched on the CPU
+                   progress: bool = False,     # MONAI's bar over the windows
+                   normalized: bool = True     # also return G's output; False: the labels only (less to stitch)
+                  ):
     "Segment a whole volume (already normalized for the network): returns (labels uint8, G's output or None)."
     dev = get_device(device); S.eval(); G is not None and G.eval()
+    with_g = normalized and G is not None
     def predictor(x):
         xh = F.relu(G(x)) if G is not None else x
-        return torch.cat([S(xh), xh], 1)
+        return (S(xh), xh) if with_g else S(xh)
     x = torch.as_tensor(np.ascontiguousarray(image), dtype=torch.float32)[None, None]
     out = sliding_window_inference(x, roi, batch_size, predictor, overlap=overlap, mode='gaussian',
-                                   sw_device=dev, device='cpu', progress=progress)[0]
-    labels = out[:-1].argmax(0).numpy().astype(np.uint8)
-    return labels, (out[-1].numpy() if G is not None else None)
+                                   sw_device=dev, device='cpu', progress=progress)
+    logits, xh = out if with_g else (out, None)
+    return logits[0].argmax(0).to(torch.uint8).numpy(), (xh[0, 0].numpy() if with_g else None)
 
 # %% ../nbs/07_evaluate.ipynb #69a141d5
 def _entropy_bits(p): p = p[p > 0]; return float(-(p * np.log2(p)).sum())
@@ -154,7 +161,7 @@ def evaluate_run(run_dir, data=None, device='auto', keep: bool = False, progress
         res['patch_dice'][dom], res['n_test_patches'][dom] = d.round(4).tolist(), n
         subj = [i for i in splits.test_subjects if splits.subjects[i].domain == dom][:p.eval_volumes]
         dices, hds, vin, vout = [], [], [], []
-        for i in tqdm(subj, desc=f'{dom} volumes', disable=not progress):
+        for i in progress_bar(subj, desc=f'{dom} volumes', disable=not progress):
             s = splits.subjects[i]
             x = normalize_input(s.image, s.mask, norm)
             lab, xh = predict_volume(S, x, G, roi=p.patch, overlap=p.eval_overlap, batch_size=p.batch_size, device=dev)

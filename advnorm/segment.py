@@ -13,10 +13,9 @@ import torch
 from scipy import ndimage
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
-from tqdm.auto import tqdm
 
 import advnorm
-from .core import get_device, load_checkpoint
+from .core import get_device, load_checkpoint, progress_bar, widget_frontend
 from .data import _read_volume, _resample, _voxel_size, normalize_input, input_normalizer
 from .experiments import Experiment, Preset, get_experiment
 from .sites import experiment_from_config
@@ -127,7 +126,7 @@ def segment_file(image_path: str | Path,          # a 3-D NIfTI (.nii, .nii.gz) 
     if not image_path.is_file(): raise FileNotFoundError(f'{image_path}: no such file')
     m = checkpoint if isinstance(checkpoint, Segmenter) else load_segmenter(checkpoint, device)
     p = m.preset
-    with tqdm(total=len(_STAGES), desc=image_path.name, disable=not progress, leave=True) as bar:
+    with progress_bar(total=len(_STAGES), desc=image_path.name, disable=not progress, leave=True) as bar:
         def stage(i): bar.update(i - bar.n); bar.set_postfix_str(_STAGES[i] if i < len(_STAGES) else 'done')
         stage(0)
         x, affine = _read_volume(image_path)
@@ -139,7 +138,8 @@ def segment_file(image_path: str | Path,          # a 3-D NIfTI (.nii, .nii.gz) 
         xr = _resample(x, affine, p.spacing_mm, order=1)[0] if resample else x
         xn = normalize_input(xr, xr > 0, m.norm); del xr
         stage(2)
-        lab, xh = predict_volume(m.S, xn, m.G, roi=p.patch, overlap=p.eval_overlap, batch_size=batch_size, device=m.device)
+        lab, xh = predict_volume(m.S, xn, m.G, roi=p.patch, overlap=p.eval_overlap, batch_size=batch_size, device=m.device,
+                                 normalized=normalized is not None)
         xh = xn if xh is None else xh; del xn
         stage(3)
         if resample: lab, xh = _to_input_grid(lab, step, x.shape, 0), (_to_input_grid(xh, step, x.shape, 1) if normalized else None)
@@ -281,8 +281,11 @@ class SliceViewer:
         return self.png
 
     def _repr_mimebundle_(self, **kwargs):
-        "The widget for a live frontend, with a PNG of the current view for any other."
-        return self.box._repr_mimebundle_(**kwargs) | {'image/png': base64.b64encode(self.png).decode()}
+        "The widget where widgets render (JupyterLab); a PNG of the current view and one line of text for any other."
+        line = (f'SliceViewer over {len(self.volumes)} volumes, sliders in JupyterLab; the picture: '
+                f'{self.subject.value}, axis {self.axis.value}, slice {self.slice.value}')
+        widget = self.box._repr_mimebundle_(**kwargs) if widget_frontend() else {}
+        return widget | {'image/png': base64.b64encode(self.png).decode(), 'text/plain': line}
 
 def view_run(volumes: dict,             # `evaluate_run(run_dir, keep=True)['_volumes']`, or any name -> dict of volumes
              static: bool | None = None,  # True: a static figure; False: widgets; None: widgets only in a live kernel

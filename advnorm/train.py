@@ -15,7 +15,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
+from .core import progress_bar  # the widget in JupyterLab, text under papermill
 
 import advnorm
 from .core import get_device, seed_everything, atomic_save, load_checkpoint, runs_dir
@@ -329,7 +329,7 @@ def train(exp=7,                 # Table 1 row 1-7, a variant ('7-k3'), an `Expe
         for k in opt_keys: scaler.step(opts[k]) if scaler else opts[k].step()
         if scaler: scaler.update()
 
-    bar = tqdm(total=p.epochs * rd['steps_per_epoch'], initial=state['step'], disable=not (progress and master),
+    bar = progress_bar(total=p.epochs * rd['steps_per_epoch'], initial=state['step'], disable=not (progress and master),
                desc=f'exp {e.exp} ({p.name})', dynamic_ncols=True)
     t0, stop = time.time(), False
     while state['epoch'] < p.epochs and not stop:
