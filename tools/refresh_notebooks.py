@@ -7,7 +7,8 @@ Each notebook runs top to bottom in a fresh `python3` kernel from nbs/ (as `nbde
 `#| eval: false` left out, but `#| slow` cells and notebooks marked `skip_exec` run too), with its own
 seeds, `PYTHONHASHSEED=0`, text progress bars (`ADVNORM_PROGRESS=text`: their final state is what is kept) and
 inline figures at 72 dpi. `run_experiment.ipynb` runs with its defaults (exp 7, `quick`: the longest, about 10 minutes
-on a 2-core CPU). A notebook that fails is left as it was and the command exits 1. Then the outputs are scrubbed
+on a 2-core CPU); `table1.ipynb` and `beyond.ipynb` run with `run_missing = False`, so they show the recorded runs
+(`results/`) and train nothing. A notebook that fails is left as it was and the command exits 1. Then the outputs are scrubbed
 (the checkout's folder -> relative paths, temporary folders -> <tmp>, the home folder -> ~), `nbdev_clean` runs on the
 notebook, and tools/notebook_outputs.py's checks run with outputs required; their problems are printed.
 A re-execution changes the outputs only where timings are printed.
@@ -22,6 +23,7 @@ from notebook_outputs import ROOT, NBS, reading_order, scrub_nb, problems, size_
 INLINE_DPI = 72
 NO_EVAL = re.compile(r'^\s*#\|\s*eval\s*:\s*false\s*$', re.M | re.I)   # nbdev's flag: a cell never run (e.g. `main()`)
 SKIP_TAG = 'skip-execution'
+RUN_MISSING = re.compile(r'^run_missing\s*=\s*True\b', re.M)
 
 def execute(path: Path, timeout: int | None = None) -> dict:
     "Run the notebook at `path` in a fresh kernel from its folder; returns the executed notebook (not yet written)."
@@ -29,6 +31,11 @@ def execute(path: Path, timeout: int | None = None) -> dict:
     from nbclient import NotebookClient
     nb = nbformat.read(path, as_version=4)
     skipped = [c for c in nb.cells if c.cell_type == 'code' and NO_EVAL.search(c.source)]
+    # the sweep notebooks (table1, beyond) show the recorded runs: a refresh collects them and trains nothing
+    params = [c for c in nb.cells if c.cell_type == 'code' and 'parameters' in c.metadata.get('tags', ())
+              and RUN_MISSING.search(c.source)]
+    kept = [c.source for c in params]
+    for c in params: c.source = RUN_MISSING.sub('run_missing = False', c.source)
     for c in skipped: c.metadata.setdefault('tags', []).append(SKIP_TAG)   # nbclient skips cells with this tag
     client = NotebookClient(nb, timeout=timeout, kernel_name='python3', resources={'metadata': {'path': str(path.parent)}},
                             coalesce_streams=True,      # a text bar's \r redraws collapse to its final state
@@ -37,6 +44,7 @@ def execute(path: Path, timeout: int | None = None) -> dict:
                             extra_arguments=[f"--InlineBackend.rc={{'figure.dpi': {INLINE_DPI}}}"])
     try: client.execute()
     finally:
+        for c, src in zip(params, kept): c.source = src   # the notebook keeps its own default
         for c in skipped:
             c.metadata.tags.remove(SKIP_TAG)
             if not c.metadata.tags: del c.metadata['tags']
