@@ -96,9 +96,9 @@ def domain_histograms(values: list, bins: int = 128) -> np.ndarray:
 
 def jsd_paper_compatible(values: list, bins: int = 256) -> float:
     "NOT a standard JSD: softmax of 256-bin count histograms, sum of KL(p_k || mean) in nats (the authors' reading)."
-    p = torch.softmax(torch.as_tensor(domain_histograms(values, bins), dtype=torch.float64), 1)
-    m = p.mean(0, keepdim=True)
-    return float((torch.special.xlogy(p, p) - torch.special.xlogy(p, m)).sum())  # 0·log 0 = 0
+    logp = torch.log_softmax(torch.as_tensor(domain_histograms(values, bins), dtype=torch.float64), 1)
+    logm = torch.logsumexp(logp, 0, keepdim=True) - math.log(len(logp))   # in logs: no probability underflows to 0
+    return float((logp.exp() * (logp - logm)).sum())
 
 # %% ../nbs/07_evaluate.ipynb #7ae1e9ac
 def load_run(run_dir, device='cpu', which: str = 'best'):
