@@ -146,7 +146,7 @@ def build(out: Path = ROOT/'_docs', quiet: bool = False) -> list[dict]:
         raw = json.loads(path.read_text(encoding='utf-8')) if path else nb
         shown = for_book(raw)
         resources = {'metadata': {'name': page[1], 'path': str(path.parent if path else NBS)}, 'book_nav': _nav(pages, i)}
-        body, _ = ex.from_notebook_node(nbformat.from_dict(shown), resources=resources)
+        body, _ = ex.from_notebook_node(nbformat.reads(json.dumps(shown), as_version=4), resources=resources)  # reads joins multi-line outputs
         (out/page[0]).write_text(body, encoding='utf-8')
         manifest.append({'file': page[0], 'notebook': path.name if path else None, 'title': page[1],
                          'images': len(image_outputs(shown)) + markdown_images(shown), 'has_math': has_math(shown)})
