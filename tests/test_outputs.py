@@ -71,7 +71,7 @@ def test_machine_paths_are_found(tmp_path):
     for text in bad:
         assert O.path_problems(_nb(_write(tmp_path, 'a.ipynb', [('print(x)', [_stream(text)])]))), text
     good = ['results: runs/exp7-quick-patch-seed0/results.json', 'https://github.com/advnorm/advnorm/blob/main/x',
-            'G/S/D widths 8/16/32/64', 'loss 0.5 / 0.25', 'data/synthetic/seed0-infant3-adult3-4mm-v1', '<tmp>/ck.pt', '<tmp>/cli/many/subject-1-T1_seg.nii']
+            'G/S/D widths 8/16/32/64', 'loss 0.5 / 0.25', 'data/synthetic/seed0-infant3-adult3-4mm-v1', '$TMPDIR/ck.pt', '$TMPDIR/cli/many/subject-1-T1_seg.nii']
     for text in good:
         assert O.path_problems(_nb(_write(tmp_path, 'a.ipynb', [('print(x)', [_stream(text)])]))) == [], text
 
@@ -128,7 +128,7 @@ def test_scrub_makes_paths_relative(tmp_path):
     text = (f'results: /work/checkout/runs/exp7/results.json\nroot /work/checkout\nck {tmp}/ck.pt\n'
             f'{Path.home()}/.cache/advnorm/data\nurl https://example.org/a/b/c/')
     out = O.scrub_text(text, root)
-    assert out == 'results: runs/exp7/results.json\nroot .\nck <tmp>/ck.pt\n~/.cache/advnorm/data\nurl https://example.org/a/b/c/'
+    assert out == 'results: runs/exp7/results.json\nroot .\nck $TMPDIR/ck.pt\n~/.cache/advnorm/data\nurl https://example.org/a/b/c/'
     nb = {'cells': [{'cell_type': 'code', 'source': [], 'outputs': [_stream(text), _image(_png(4, 4))]}]}
     scrubbed = O.scrub_nb(nb, root)
     assert O.path_problems(scrubbed) == [] and scrubbed['cells'][0]['outputs'][1]['data']['image/png']

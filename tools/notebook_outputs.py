@@ -23,8 +23,8 @@ IMAGE_MIMES = ('image/png', 'image/jpeg', 'image/gif', 'image/svg+xml')
 TEXT_MIMES = ('text/plain', 'text/html', 'text/markdown', 'text/latex', 'application/json')
 
 # an absolute path of two folders or more ("/work/x/runs/..."), not a URL ("https://a/b/c/"), a relative path
-# ("runs/exp7/x"), a fraction ("G/S/D") nor a scrubbed temporary folder ("<tmp>/a/b/")
-ABS_PATH = re.compile(r'(?<![\w.:/~-])(?<!<tmp>)/(?:[A-Za-z0-9_.-]+/){2,}')
+# ("runs/exp7/x"), a fraction ("G/S/D") nor a scrubbed temporary folder ("$TMPDIR/a/b/")
+ABS_PATH = re.compile(r'(?<![\w.:/~-])(?<!\$TMPDIR)/(?:[A-Za-z0-9_.-]+/){2,}')
 # temporary folders: the system's, macOS's, and the names tempfile.mkdtemp makes
 TMP_DIR = re.compile(r'(?<![\w.~-])/(?:tmp|var/folders|private/var)/|(?<![\w-])tmp[a-z0-9_]{8}(?![\w-])')
 HOME_DIR = re.compile(r'(?<![\w.:/~-])/(?:home|Users)/[\w.-]+|(?<![\w.:/~-])/root/')
@@ -142,15 +142,15 @@ def problems(path: Path, require: bool | None = None) -> list[str]:
 
 # --- scrubbing -------------------------------------------------------------------------------------------------------
 def scrub_text(text: str, root: Path = ROOT) -> str:
-    "Machine folders out of one output text: the checkout -> relative, temporary folders -> <tmp>, home -> ~."
+    "Machine folders out of one output text: the checkout -> relative, temporary folders -> $TMPDIR, home -> ~."
     roots = {str(root), str(root.resolve())}
     for r in sorted(roots, key=len, reverse=True):
         text = re.sub(re.escape(r) + r'/', '', text)
         text = re.sub(re.escape(r) + r'(?![\w.-])', '.', text)
     tmps = {tempfile.gettempdir(), os.path.realpath(tempfile.gettempdir()), '/tmp', '/private/tmp'}
     for t in sorted(tmps, key=len, reverse=True):
-        text = re.sub(re.escape(t) + r'/(?:[\w.-]+/)*?tmp[\w]{8}(?![\w-])', '<tmp>', text)   # mkdtemp folders
-        text = re.sub(re.escape(t) + r'/(?:pytest-of-[\w.-]+/pytest-\d+|[\w.-]+)(?=/|\b)', '<tmp>', text)
+        text = re.sub(re.escape(t) + r'/(?:[\w.-]+/)*?tmp[\w]{8}(?![\w-])', '$TMPDIR', text)   # mkdtemp folders
+        text = re.sub(re.escape(t) + r'/(?:pytest-of-[\w.-]+/pytest-\d+|[\w.-]+)(?=/|\b)', '$TMPDIR', text)
     home = str(Path.home())
     if home not in ('/', ''): text = re.sub(re.escape(home) + r'(?=/|\b)', '~', text)
     return text

@@ -9,7 +9,7 @@ seeds, `PYTHONHASHSEED=0`, text progress bars (`ADVNORM_PROGRESS=text`: their fi
 inline figures at 72 dpi. `run_experiment.ipynb` runs with its defaults (exp 7, `quick`: the longest, about 10 minutes
 on a 2-core CPU); `table1.ipynb` and `beyond.ipynb` run with `run_missing = False`, so they show the recorded runs
 (`results/`) and train nothing. A notebook that fails is left as it was and the command exits 1. Then the outputs are scrubbed
-(the checkout's folder -> relative paths, temporary folders -> <tmp>, the home folder -> ~), `nbdev_clean` runs on the
+(the checkout's folder -> relative paths, temporary folders -> $TMPDIR, the home folder -> ~), `nbdev_clean` runs on the
 notebook, and tools/notebook_outputs.py's checks run with outputs required; their problems are printed.
 A re-execution changes the outputs only where timings are printed.
 """
