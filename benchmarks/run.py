@@ -45,10 +45,10 @@ def timed(f, rounds: int):
     return statistics.median(ts), out
 
 def side_by_side(a, b, rounds: int, dev=torch.device('cpu')) -> tuple[float, float]:
-    "Median seconds of `a()` and of `b()`, timed in alternating rounds."
+    "Median seconds of `a()` and of `b()`, timed in alternating rounds (a b, b a, a b, ...: neither always goes first)."
     ta, tb = [], []
-    for _ in range(rounds):
-        for f, out in ((a, ta), (b, tb)):
+    for r in range(rounds):
+        for f, out in ((a, ta), (b, tb))[::1 if r % 2 == 0 else -1]:
             _sync(dev); t = time.perf_counter(); f(); _sync(dev); out.append(time.perf_counter() - t)
     return statistics.median(ta), statistics.median(tb)
 
@@ -141,27 +141,28 @@ def _size(n: int) -> str:
         n /= 1024
 
 def bench_inference(p, subject, quick, dev):
-    "predict_volume vs MONAI sliding_window_inference called directly, same networks, ROI, overlap and batch."
+    "predict_volume vs MONAI sliding_window_inference called directly, same networks, ROI, overlap and batch, per mode."
     _, nets = make_step(p, dev)
     G, S = nets['G'].eval(), nets['S'].eval()
     x = normalize_input(subject.image, subject.mask, 'max')
-    ours = {}
-    def run_ours(): ours['out'] = predict_volume(S, x, G, roi=p.patch, overlap=p.eval_overlap, batch_size=p.batch_size, device=dev)
     def seg_only(v): return S(F.relu(G(v)))
     def seg_and_g(v): xh = F.relu(G(v)); return torch.cat([S(xh), xh], 1)
-    for name, predictor in (('the segmentation only', seg_only), ("the segmentation and G's output", seg_and_g)):
+    for name, predictor, with_g in (('the segmentation only', seg_only, False), ("the segmentation and G's output", seg_and_g, True)):
+        got = {}
+        def run_ours(): got['ours'] = predict_volume(S, x, G, roi=p.patch, overlap=p.eval_overlap, batch_size=p.batch_size,
+                                                     device=dev, normalized=with_g)
         @torch.no_grad()
         def run_monai():
             out = sliding_window_inference(torch.from_numpy(x)[None, None], p.patch, p.batch_size, predictor,
                                            overlap=p.eval_overlap, mode='gaussian', sw_device=dev, device='cpu')[0]
-            ours['monai'] = out[:4].argmax(0).numpy().astype(np.uint8), out[4:].numpy()   # the same outputs as ours
-        t_ours, t_monai = side_by_side(run_ours, run_monai, 1 if quick else 3, dev)
-        labels, g_out = ours['monai']
-        agree = f'labels agree on {(labels == ours["out"][0]).mean():.4%} of voxels'
-        if len(g_out): agree += f', G output max abs diff {np.abs(g_out[0] - ours["out"][1]).max():.1e}'
+            got['monai'] = out[:4].argmax(0).numpy().astype(np.uint8), out[4:].numpy()   # the same outputs as ours
+        t_ours, t_monai = side_by_side(run_ours, run_monai, 1 if quick else 4, dev)
+        (labels, g_out), (our_labels, our_g) = got['monai'], got['ours']
+        agree = f'labels agree on {(labels == our_labels).mean():.4%} of voxels'
+        if with_g: agree += f', G output max abs diff {np.abs(g_out[0] - our_g).max():.1e}'
         row('inference', f'whole volume {x.shape} ({p.name} G+S, roi {p.patch}, overlap {p.eval_overlap}, batch '
-            f'{p.batch_size}, {dev.type}), s: predict_volume vs MONAI sliding_window_inference stitching {name} ({agree})',
-            f'{t_ours:.2f}', f'{t_monai:.2f}', t_monai / t_ours, '>= 1.0x, same output')
+            f'{p.batch_size}, {dev.type}), s: predict_volume(normalized={with_g}) vs MONAI sliding_window_inference '
+            f'stitching {name} ({agree})', f'{t_ours:.2f}', f'{t_monai:.2f}', t_monai / t_ours, '>= 1.0x, same output')
 
 def bench_train_steps(presets, quick, dev, budget_s=30.0):
     "G+S+D steps/s of each preset's networks on random patches; a preset whose first step eats the budget is skipped."

@@ -73,6 +73,7 @@ def main(argv=None) -> int:
     ap.add_argument('names', nargs='*', help='notebooks to refresh (default: all of nbs/, in the README reading order)')
     ap.add_argument('--timeout', type=int, default=None, help='seconds a cell may run (default: no limit)')
     a = ap.parse_args(argv)
+    os.chdir(ROOT)                                                    # nbdev_clean reads settings.ini from here
     os.environ.update(PYTHONHASHSEED='0', ADVNORM_PROGRESS='text')   # inherited by the kernels
     os.environ.pop('JPY_SESSION_NAME', None)                          # not a JupyterLab kernel, even from its terminal
     failed, found = [], []
