@@ -20,7 +20,7 @@ from .core import progress_bar  # the widget in JupyterLab, text under papermill
 import advnorm
 from .core import get_device, seed_everything, atomic_save, load_checkpoint, runs_dir
 from .experiments import Experiment, Preset, get_experiment, get_preset
-from .data import load_domains, make_splits, PatchDataset, DomainBalancedSampler, input_normalizer
+from .data import make_splits, PatchDataset, DomainBalancedSampler, input_normalizer
 from .synthetic import ensure_benchmark
 from .sites import as_experiment, builtin_domains, cli_experiment, experiment_from_config, read_domains, run_tag
 from .networks import UNet3D, ResNet3D18
