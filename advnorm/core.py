@@ -57,12 +57,11 @@ def get_device(device: str | torch.device = 'auto') -> torch.device:
 
 # %% ../nbs/00_core.ipynb #8a7c4290
 def seed_everything(seed: int, deterministic: bool = True) -> None:
-    "Seed `random`, NumPy and torch; with `deterministic`, ask torch for deterministic algorithms."
+    "Seed `random`, NumPy and torch; `deterministic`: torch's deterministic algorithms, else cuDNN picks the fastest."
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
-    if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
-        os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)   # set both ways: the flag is global to the process
+    torch.backends.cudnn.benchmark = not deterministic
+    if deterministic: os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
 
 # %% ../nbs/00_core.ipynb #0699917f
 def atomic_save(obj, path: str | Path) -> Path:

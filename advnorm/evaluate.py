@@ -62,12 +62,12 @@ def predict_volume(S, image: np.ndarray, G=None,
                    roi: int = 32,              # the window: the training patch size
                    overlap: float = 0.5,       # fraction of a window shared with its neighbours
                    batch_size: int = 8,        # windows per forward pass
-                   device='cpu',               # where the networks run; the volume is stitched on the CPU
+                   device='cpu',               # where the networks run (they are moved there); the volume is stitched on the CPU
                    progress: bool = False,     # MONAI's bar over the windows
                    normalized: bool = True     # also return G's output; False: the labels only (less to stitch)
                   ):
     "Segment a whole volume (already normalized for the network): returns (labels uint8, G's output or None)."
-    dev = get_device(device); S.eval(); G is not None and G.eval()
+    dev = get_device(device); S.to(dev).eval(); G is not None and G.to(dev).eval()
     with_g = normalized and G is not None
     def predictor(x):
         xh = F.relu(G(x)) if G is not None else x

@@ -283,6 +283,7 @@ def train(exp=7,                 # Table 1 row 1-7, a variant ('7-k3'), an `Expe
           amp=None,              # overrides preset.amp
           max_steps=None,        # stop after this many steps in total (with a checkpoint)
           progress: bool = True, # tqdm bar
+          deterministic: bool = True,  # deterministic algorithms; False lets cuDNN autotune (faster on GPUs, not repeatable)
           **overrides):          # any Preset field, e.g. epochs=2, lambda_adv=0.5
     "Train the networks of experiment `exp` (a Table 1 row or any domains); returns the run folder."
     e = as_experiment(exp)   # a spec's folders, layouts and label maps are checked here, before anything is read or written
@@ -296,7 +297,7 @@ def train(exp=7,                 # Table 1 row 1-7, a variant ('7-k3'), an `Expe
     if resume and not ckpt_path.exists(): raise FileNotFoundError(f'resume=True but there is no checkpoint at {ckpt_path}')
     rank, world, dev = setup_distributed(device)
     master = rank == 0
-    seed_everything(seed)
+    seed_everything(seed, deterministic)
     rd = prepare_data(e, p, data, split, seed, rank, world)
     nets, opts, scheds = setup_models(e, p, dev, world)
     autocast, use_scaler = make_autocast(p.amp, dev)
@@ -306,6 +307,7 @@ def train(exp=7,                 # Table 1 row 1-7, a variant ('7-k3'), an `Expe
     G, S, D = nets.get('G'), nets['S'], nets.get('D')
     config = {'exp': e.exp, 'experiment': asdict(e), 'preset': p.to_dict(), 'data': str(data), 'split': split,
               'seed': seed, 'world_size': world, 'device': str(dev), 'threads': torch.get_num_threads(),
+              'deterministic': deterministic,
               'advnorm': advnorm.__version__, 'torch': str(torch.__version__), 'steps_per_epoch': rd['steps_per_epoch'],
               'total_steps': p.epochs * rd['steps_per_epoch'], 'input_norm': e.input_norm, 'nyul_scale': getattr(rd['norm'], 'scale', None),
               'benchmark': resolve_data(data, p, e).name if str(data) == 'synthetic' and builtin_domains(e) else None}
@@ -406,11 +408,13 @@ def main(argv=None):
     ap.add_argument('--amp', default=None, choices=['auto', 'off', 'bf16', 'fp16'])
     ap.add_argument('--max-steps', type=int, default=None)
     ap.add_argument('--no-progress', action='store_true')
+    ap.add_argument('--deterministic', action=argparse.BooleanOptionalAction, default=True,
+                    help='deterministic algorithms (default); --no-deterministic lets cuDNN autotune: faster on GPUs, not repeatable')
     a = ap.parse_args(argv)
     try:
         exp = cli_experiment(a.exp, a.spec, a.domain, a.test_domain, a.label_map, a.norm, a.adversarial, a.name)
         run = train(exp, a.preset, a.data, a.out, a.seed, a.split, a.resume, a.device, a.amp, a.max_steps,
-                    progress=not a.no_progress)
+                    progress=not a.no_progress, deterministic=a.deterministic)
     except (ValueError, OSError, NonFiniteLoss) as err:
         print(f'advnorm-train: error: {err}', file=sys.stderr); sys.exit(2)
     finally:

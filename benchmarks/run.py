@@ -53,9 +53,9 @@ def side_by_side(a, b, rounds: int, dev=torch.device('cpu')) -> tuple[float, flo
     return statistics.median(ta), statistics.median(tb)
 
 # --- the training step -------------------------------------------------------------------------------------------
-def make_step(p, dev, exp=7):
+def make_step(p, dev, exp=7, deterministic=True):
     "A function doing one joint-phase iteration of the trainer on a batch: the G+S update, then the D update."
-    e = get_experiment(exp); seed_everything(0)
+    e = get_experiment(exp); seed_everything(0, deterministic)
     nets = {k: m.to(dev).train() for k, m in build_networks(e, p).items()}
     opts = build_optimizers(nets, p)
     autocast, scaled = make_autocast(p.amp, dev)
@@ -166,9 +166,11 @@ def bench_inference(p, subject, quick, dev):
 
 def bench_train_steps(presets, quick, dev, budget_s=30.0):
     "G+S+D steps/s of each preset's networks on random patches; a preset whose first step eats the budget is skipped."
-    for name, batch, amp in presets:
+    for name, batch, amp, *det in presets:
+        deterministic = det[0] if det else True
         p = get_preset(name, batch_size=batch, **({'amp': amp} if amp else {}))
-        step, _ = make_step(p, dev)
+        if dev.type == 'cuda': torch.cuda.reset_peak_memory_stats(dev)
+        step, _ = make_step(p, dev, deterministic=deterministic)
         x, y, z = random_batch(p, batch, dev)
         _sync(dev); t = time.perf_counter(); step(x, y, z); _sync(dev); first = time.perf_counter() - t
         n = 1 if quick else max(1, min(5, int(budget_s / 3 / max(first, 1e-3))))
@@ -177,8 +179,10 @@ def bench_train_steps(presets, quick, dev, budget_s=30.0):
         for _ in range(n):
             _sync(dev); t = time.perf_counter(); step(x, y, z); _sync(dev); times.append(time.perf_counter() - t)
         secs = statistics.median(times) if times else first
-        label = f'{name} widths G{p.g_widths}/S{p.s_widths}/D{p.d_width}, batch {batch}, amp {p.amp}, {dev.type}'
+        label = (f'{name} widths G{p.g_widths}/S{p.s_widths}/D{p.d_width}, batch {batch}, amp {p.amp}, {dev.type}'
+                 + ('' if dev.type == 'cpu' else ', deterministic' if deterministic else ', cuDNN autotuned'))
         ps = batch / secs
+        if dev.type == 'cuda': label += f', peak {torch.cuda.max_memory_allocated(dev) / 2**30:.1f} GiB'
         ref = dev.type == 'cuda' and name == 'paper'
         row('training step', f'{label}: G+S+D patches/s ({n or 1} timed steps)' + (' vs the paper (2x RTX 2080 Ti)' if ref else ''),
             f'{ps:,.2f}', f'{PAPER_PATCHES_PER_S:.1f}' if ref else '', ps / PAPER_PATCHES_PER_S if ref else None, '')
@@ -195,14 +199,25 @@ def print_table():
     print('| ' + ' | '.join(head) + ' |\n|' + '---|' * len(head))
     for r in ROWS: print('| ' + ' | '.join(r) + ' |')
 
+def bench_gpu(p, quick, dev, t0):
+    "The GPU sections alone: whole-volume inference and the paper preset's step (AMP off/fp16/bf16, deterministic or not)."
+    splits = load_experiment_data(get_experiment(7), p)
+    bench_inference(p, next(s for s in splits.subjects if s.domain == 'MRBrainS'), quick, dev)
+    bench_train_steps([('paper', 16, amp, det) for det in (True, False) for amp in ('off', 'fp16', 'bf16')]
+                      + [('paper', 64, 'bf16', False)], quick, dev, budget_s=120)
+    print_table(); print(f'\n{len(ROWS)} rows in {time.time() - t0:.0f} s')
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--quick', action='store_true', help='tiny sizes, seconds; for CI (figures meaningless)')
     ap.add_argument('--device', default='auto', help="where inference and the preset steps run: 'auto', 'cpu', 'cuda'")
+    ap.add_argument('--gpu-only', action='store_true', help='with --device cuda: only the GPU sections (inference, preset steps)')
     a = ap.parse_args(argv)
     t0, dev = time.time(), get_device(a.device)
     print(f'machine: {machine()}', flush=True)
+    if a.gpu_only and dev.type != 'cuda': ap.error('--gpu-only needs --device cuda (or auto on a machine with a GPU)')
     p = get_preset('smoke' if a.quick else 'quick')
+    if a.gpu_only: return bench_gpu(p, a.quick, dev, t0)
     splits, ds = bench_loader(p, a.quick)
     row('memory', 'peak RSS after the loader section', f'{peak_rss_mib():,.0f} MiB')
     bench_memory(ds.rows, p.patch, f'{p.name} preset exp 7 training split', list(ds.images.values()))
@@ -218,7 +233,8 @@ def main(argv=None):
     presets = [('smoke', 4, None), ('quick', 8, None)] + ([] if a.quick else [('paper', 2, None)])
     bench_train_steps(presets, a.quick, torch.device('cpu'))
     if dev.type == 'cuda':
-        bench_train_steps([('paper', 16, 'off'), ('paper', 16, 'fp16'), ('paper', 16, 'bf16')], a.quick, dev, budget_s=120)
+        bench_train_steps([('paper', 16, amp, det) for det in (True, False) for amp in ('off', 'fp16', 'bf16')],
+                          a.quick, dev, budget_s=120)
     row('memory', 'peak RSS of the whole run', f'{peak_rss_mib():,.0f} MiB')
     print_table()
     print(f'\n{len(ROWS)} rows in {time.time() - t0:.0f} s' + (' (--quick: tiny sizes, figures not meaningful)' if a.quick else ''))

@@ -23,3 +23,10 @@ def test_torchrun_gloo_two_ranks_same_weights(tmp_path):
     assert len(sums) == 2 and sums[0] == sums[1]          # both ranks ended with identical weights
     ck = torch.load(out/'checkpoint.pt', weights_only=True)
     assert ck['config']['world_size'] == 2 and ck['state']['step'] == 6
+
+def test_no_deterministic_is_recorded(tmp_path):
+    "`--no-deterministic` (cuDNN autotuning on GPUs) reaches the trainer and is written to config.json."
+    r = _run(['advnorm-train', '--preset', 'smoke', '--out', str(tmp_path/'run'), '--no-deterministic',
+              '--max-steps', '2', '--no-progress'])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads((tmp_path/'run'/'config.json').read_text())['deterministic'] is False
