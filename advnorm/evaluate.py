@@ -154,7 +154,7 @@ def evaluate_run(run_dir, data=None, device='auto', keep: bool = False, progress
            'identity_criterion_db': p.identity_psnr_db if e.norm == 'G' else None,
            'identity_criterion_met': None if e.norm != 'G' or st.get('identity_psnr_db') is None else st['identity_psnr_db'] >= p.identity_psnr_db,
            'threads': cfg.get('threads')}
-    vols, per_domain_vals = {}, {'input': [], 'normalized': []}
+    vols, per_domain_vals, gvols = {}, {'input': [], 'normalized': []}, {}
     for dom in e.test:
         ds = PatchDataset(splits, 'test', size=p.patch, norm=norm, domains=[dom])
         d, n = _patch_dice(G, S, ds, p.test_patches, p.batch_size, dev, cfg['seed'])
@@ -168,6 +168,7 @@ def evaluate_run(run_dir, data=None, device='auto', keep: bool = False, progress
             dices.append(dice_per_class(lab, s.label)); hds.append(hd95(lab, s.label, s.spacing))
             vin.append(x[s.mask]); vout.append(xh[s.mask] if xh is not None else x[s.mask])
             if keep: vols[s.name] = dict(domain=dom, image=x, normalized=xh, pred=lab, label=s.label)
+            if G is not None: gvols.setdefault(dom, []).append((x, xh, s.label, s.mask))
         res['volume_dice'][dom] = np.nanmean(dices, 0).round(4).tolist()
         with warnings.catch_warnings():   # a tissue absent from every volume has no HD95: NaN, said in the notebook
             warnings.simplefilter('ignore', RuntimeWarning)
@@ -185,6 +186,11 @@ def evaluate_run(run_dir, data=None, device='auto', keep: bool = False, progress
         if G is not None:
             res['jsd_bits']['normalized'] = round(jsd(domain_histograms(per_domain_vals['normalized'])), 4)
             res['jsd_paper_compatible']['normalized'] = round(jsd_paper_compatible(per_domain_vals['normalized']), 4)
+    if G is not None:   # the paper's second claim: are G's images realistic? (11_realism)
+        from advnorm.realism import realism_scores
+        tr = {d: PatchDataset(splits, 'train', size=p.patch, norm=norm, domains=[d]) for d in e.train if d in splits.domains}
+        te = {d: PatchDataset(splits, 'test', size=p.patch, norm=norm, domains=[d]) for d in e.test}
+        res['realism'] = realism_scores(G, gvols, tr, te, seed=cfg['seed'], device=dev)
     metrics = [json.loads(l) for l in (run_dir/'metrics.jsonl').read_text().splitlines()] if (run_dir/'metrics.jsonl').exists() else []
     end = [m for m in metrics if 'train_seconds' in m]
     res.update(train_seconds=end[-1]['train_seconds'] if end else None, train_patches_per_s=end[-1]['patches_per_s'] if end else None,

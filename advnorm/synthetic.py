@@ -5,7 +5,7 @@
 # %% ../nbs/02_synthetic.ipynb #214ca9c5
 from __future__ import annotations
 import functools, json, math, os, shutil, tempfile, time
-from dataclasses import dataclass, asdict
+from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 import numpy as np
 import nibabel as nib
@@ -17,8 +17,8 @@ from .data import READERS
 # %% auto #0
 __all__ = ['DOMAINS', 'HEAD_SHELLS', 'WRITERS', 'GENERATOR_VERSION', 'tissue_priors', 'load_templates', 'smooth_field',
            'random_warp', 'tissue_labels', 'warp_subject', 'DomainProfile', 'extra_axial_csf', 'remodel_csf',
-           'subject_anatomy', 'head_image', 'thick_slices', 'wm_intensity', 'simulate_image', 'make_subject',
-           'make_benchmark', 'tissue_stats', 'benchmark_dir', 'ensure_benchmark']
+           'subject_anatomy', 'shifted_profile', 'head_image', 'thick_slices', 'wm_intensity', 'simulate_image',
+           'make_subject', 'make_benchmark', 'tissue_stats', 'benchmark_dir', 'ensure_benchmark']
 
 # %% ../nbs/02_synthetic.ipynb #8b80b1f1
 def tissue_priors(t1: np.ndarray, # T1 template, intensities in [0, 1], 1-mm voxels
@@ -229,6 +229,17 @@ DOMAINS = {
                               noise=0.09, rician=True, slice_mm=5.0, bias=0.12, head=True, scale=4000.0),
 }   # LowField: a third scanner (beyond the paper): adult anatomy, low contrast, 5-mm slices, noisy
 
+# %% ../nbs/02_synthetic.ipynb #050afb4c
+def shifted_profile(severity: float,                  # 0: the anchor's intensities, 1: the moving domain's own
+                    moving: str = 'iSEG', anchor: str = 'MRBrainS') -> DomainProfile:
+    "The profile of `moving` with its tissue means and peripheral WM moved `severity` of the way from `anchor`'s to its own."
+    if isinstance(severity, bool) or not isinstance(severity, (int, float, np.number)) or not 0 <= severity <= 2:
+        raise ValueError(f'severity={severity!r}: expected a number in [0, 2] (0: no intensity shift, 1: the benchmark)')
+    m, a = DOMAINS[moving], DOMAINS[anchor]
+    lerp = lambda u, v: float(u + severity * (v - u))
+    wm = lambda p: p.means[2] if p.wm_periph is None else p.wm_periph
+    return replace(m, means=tuple(lerp(u, v) for u, v in zip(a.means, m.means)), wm_periph=lerp(wm(a), wm(m)))
+
 # %% ../nbs/02_synthetic.ipynb #326e5fd1
 HEAD_SHELLS = ((1.0, 0.15), (3.5, 0.06), (6.5, 0.55), (8.5, 0.06), (12.0, 0.90), (14.0, 0.45))  # (outer mm, T1)
 
@@ -299,10 +310,11 @@ def make_subject(domain: str, # a key of `DOMAINS`: 'iSEG' (infant-like), 'MRBra
                  n: int, # subject number, from 1
                  seed: int = 0, # benchmark seed
                  voxel_mm: float = 2.0, # voxel size in mm
+                 severity: float = 1.0, # the infant-like domain's intensity shift (`shifted_profile`); 1: its own
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     "Image (float32), labels (uint8, 0..3) and affine of subject `n` of `domain`, a function of (seed, domain, n)."
     if domain not in DOMAINS: raise ValueError(f'domain={domain!r}: expected one of {list(DOMAINS)}')
-    p, tpl = DOMAINS[domain], load_templates(voxel_mm)
+    p, tpl = (shifted_profile(severity) if domain == 'iSEG' and severity != 1 else DOMAINS[domain]), load_templates(voxel_mm)
     rng = np.random.default_rng([seed, list(DOMAINS).index(domain), n])
     prior, mask = subject_anatomy(*warp_subject(tpl, rng, voxel_mm, p.size, p.aspect), p, voxel_mm)
     label = tissue_labels(prior, mask)
@@ -334,7 +346,7 @@ WRITERS = {'iSEG': _write_iseg, 'MRBrainS': _write_mrbrains, 'LowField': _write_
 # %% ../nbs/02_synthetic.ipynb #29dbdef7
 GENERATOR_VERSION = 2   # 2: domain profiles (CSF spaces, folding, myelination); bump when the generator's output changes: cached benchmarks are per version
 
-def _check_args(seed, n_infant, n_adult, voxel_mm, n_third=0):
+def _check_args(seed, n_infant, n_adult, voxel_mm, n_third=0, severity=1.0):
     "ValueError naming the argument and its value unless all are valid."
     isint = lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool)
     if not isint(seed) or seed < 0: raise ValueError(f'seed={seed!r}: expected an integer >= 0')
@@ -343,6 +355,7 @@ def _check_args(seed, n_infant, n_adult, voxel_mm, n_third=0):
     if not isint(n_third) or n_third < 0: raise ValueError(f'n_third={n_third!r}: expected an integer >= 0')
     if isinstance(voxel_mm, bool) or not isinstance(voxel_mm, (int, float, np.number)) or not 1 <= voxel_mm <= 8:
         raise ValueError(f'voxel_mm={voxel_mm!r}: expected a voxel size in mm between 1 (the templates) and 8')
+    shifted_profile(severity)   # checks it
 
 # %% ../nbs/02_synthetic.ipynb #58b55d19
 def make_benchmark(out_dir: str | Path, # new or empty folder to write to
@@ -352,9 +365,10 @@ def make_benchmark(out_dir: str | Path, # new or empty folder to write to
                    voxel_mm: float = 2.0, # isotropic voxel size in mm
                    progress: bool = True, # show a tqdm progress bar
                    n_third: int = 0, # subjects of a third domain, 'LowField' (plain layout; beyond the paper)
+                   severity: float = 1.0, # intensity shift of the infant-like domain (`shifted_profile`; 1: the benchmark)
                   ) -> Path:
     "Write the benchmark: `out_dir/iSEG/subject-N-*`, `out_dir/MRBrainS/TrainingData/N/*` (and `out_dir/LowField/N/*`)."
-    _check_args(seed, n_infant, n_adult, voxel_mm, n_third)
+    _check_args(seed, n_infant, n_adult, voxel_mm, n_third, severity)
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f'out_dir={str(out)!r} exists and is not an empty folder')
@@ -364,12 +378,13 @@ def make_benchmark(out_dir: str | Path, # new or empty folder to write to
     jobs = [(d, n) for d in folders for n in range(1, sizes[d] + 1)]
     counts = {d: [] for d in folders}
     for domain, n in tqdm(jobs, desc='synthetic benchmark', unit='subject', disable=not progress):
-        image, label, affine = make_subject(domain, n, seed, voxel_mm)
+        image, label, affine = make_subject(domain, n, seed, voxel_mm, severity)
         WRITERS[domain](folders[domain], n, image, label, affine)
         counts[domain].append(np.bincount(label.ravel(), minlength=4)[1:].tolist())
     info = dict(generator='advnorm.synthetic', version=GENERATOR_VERSION, seed=int(seed), n_infant=int(n_infant),
                 n_adult=int(n_adult), n_third=int(n_third), voxel_mm=float(voxel_mm), shape=list(label.shape),
                 voxels_csf_gm_wm=counts, domains={d: asdict(DOMAINS[d]) for d in folders})
+    if severity != 1: info.update(severity=float(severity), domains=info['domains'] | {'iSEG': asdict(shifted_profile(severity))})
     (out/'benchmark.json').write_text(json.dumps(info, indent=1))
     return out
 
@@ -389,14 +404,16 @@ def tissue_stats(subjects: list) -> dict:
                 voxels=[np.bincount(s.label.ravel(), minlength=4)[1:].tolist() for s in subjects])
 
 # %% ../nbs/02_synthetic.ipynb #1b6eaa48
-def _benchmark_name(seed, n_infant, n_adult, voxel_mm, n_third=0) -> str:
-    _check_args(seed, n_infant, n_adult, voxel_mm, n_third)
+def _benchmark_name(seed, n_infant, n_adult, voxel_mm, n_third=0, severity=1.0) -> str:
+    _check_args(seed, n_infant, n_adult, voxel_mm, n_third, severity)
     third = f'-third{n_third}' if n_third else ''
-    return f'seed{seed}-infant{n_infant}-adult{n_adult}{third}-{float(voxel_mm):g}mm-v{GENERATOR_VERSION}'
+    sev = f'-sev{float(severity):g}' if severity != 1 else ''
+    return f'seed{seed}-infant{n_infant}-adult{n_adult}{third}{sev}-{float(voxel_mm):g}mm-v{GENERATOR_VERSION}'
 
-def benchmark_dir(seed: int = 0, n_infant: int = 10, n_adult: int = 5, voxel_mm: float = 2.0, n_third: int = 0) -> Path:
+def benchmark_dir(seed: int = 0, n_infant: int = 10, n_adult: int = 5, voxel_mm: float = 2.0, n_third: int = 0,
+                  severity: float = 1.0) -> Path:
     "Where `ensure_benchmark` keeps the benchmark of these parameters: `data_dir()/'synthetic'/<parameters>`."
-    return data_dir()/'synthetic'/_benchmark_name(seed, n_infant, n_adult, voxel_mm, n_third)
+    return data_dir()/'synthetic'/_benchmark_name(seed, n_infant, n_adult, voxel_mm, n_third, severity)
 
 # %% ../nbs/02_synthetic.ipynb #09593fac
 def ensure_benchmark(seed: int = 0, # benchmark seed
@@ -406,9 +423,10 @@ def ensure_benchmark(seed: int = 0, # benchmark seed
                      root: str | Path | None = None, # folder of cached benchmarks; default `data_dir()/'synthetic'`
                      progress: bool = True, # show a tqdm progress bar while generating
                      n_third: int = 0, # subjects of the third domain 'LowField' (0: the paper's two domains)
+                     severity: float = 1.0, # intensity shift of the infant-like domain (`shifted_profile`; 1: the benchmark)
                     ) -> Path:
     "The folder of the benchmark with these parameters, generated (atomically) on first use and reused after."
-    name = _benchmark_name(seed, n_infant, n_adult, voxel_mm, n_third)
+    name = _benchmark_name(seed, n_infant, n_adult, voxel_mm, n_third, severity)
     final = (Path(root) if root is not None else data_dir()/'synthetic')/name
     if (final/'benchmark.json').is_file(): return final
     if final.exists():
@@ -417,7 +435,7 @@ def ensure_benchmark(seed: int = 0, # benchmark seed
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f'.{name}.tmp-'))
     try:
         t0 = time.time()
-        make_benchmark(tmp/'b', seed, n_infant, n_adult, voxel_mm, progress=progress, n_third=n_third)
+        make_benchmark(tmp/'b', seed, n_infant, n_adult, voxel_mm, progress=progress, n_third=n_third, severity=severity)
         try: os.rename(tmp/'b', final)
         except OSError:
             if not (final/'benchmark.json').is_file(): raise   # not a lost race: a real error

@@ -12,8 +12,8 @@ from .experiments import EXPERIMENTS, get_experiment
 
 # %% auto #0
 __all__ = ['PAPER_TABLE1', 'PAPER_TABLE2', 'VARIANT_RUNS', 'run_dir_for', 'results_dir', 'archive_run', 'sweep', 'table1',
-           'table2', 'paper_ordering', 'lambda_variants', 'budget_variants', 'sweep_variants', 'variants_table',
-           'plot_lambda']
+           'table2', 'paper_ordering', 'lambda_variants', 'budget_variants', 'severity_variants', 'sweep_variants',
+           'variants_table', 'plot_lambda', 'realism_table', 'severity_table', 'plot_severity']
 
 # %% ../nbs/08_tables.ipynb #f41e20fc
 PAPER_TABLE1 = {1: (0.906, 0.868, 0.863), 2: (0.813, 0.789, 0.839), 3: (0.401, 0.354, 0.519), 4: (0.293, 0.082, 0.563),
@@ -46,21 +46,22 @@ def archive_run(run_dir, keep=None) -> Path:
         (dest/name).write_text(json.dumps(rec, indent=1) + '\n')
     return dest
 
-def _benchmark_now(preset, data) -> str | None:
-    "The benchmark folder name a run of `preset` on `data` uses now (None for real data)."
+def _benchmark_now(preset, data, overrides=None) -> str | None:
+    "The benchmark folder name a run of `preset` (with `overrides`) on `data` uses now (None for real data)."
     from advnorm.experiments import get_preset
     from advnorm.synthetic import benchmark_dir
-    return benchmark_dir(**get_preset(preset).benchmark).name if str(data) == 'synthetic' else None
+    return benchmark_dir(**get_preset(preset, **(overrides or {})).benchmark).name if str(data) == 'synthetic' else None
 
 def sweep(exps=tuple(EXPERIMENTS), seeds=(0, 1), preset='quick', split='patch', data='synthetic', root=None,
           run_missing: bool = True, progress: bool = True,
           overrides: dict | None = None,   # preset fields changed for every run (e.g. `{'adv_loss': 'lsgan'}`)
           keep=None,                       # records folder; default `results_dir()` (or `root/results` when `root` is given)
+          device='auto',                   # where missing runs train and are scored
          ) -> dict:
     "Results of every (exp, seed): from the kept records, from the run folder, or run with `run_experiment` when missing."
     from advnorm.evaluate import run_experiment
     keep = Path(keep) if keep else (results_dir() if root is None else Path(root)/'results')
-    bench, out = _benchmark_now(preset, data), {}
+    bench, out = _benchmark_now(preset, data, overrides), {}
     for exp in exps:
         for seed in seeds:
             d = run_dir_for(exp, preset, split, seed, root, overrides)
@@ -68,7 +69,8 @@ def sweep(exps=tuple(EXPERIMENTS), seeds=(0, 1), preset='quick', split='patch', 
             if not (kept.exists() and json.loads(kept.read_text()).get('benchmark') == bench):
                 if not ((d/'results.json').exists() and json.loads((d/'results.json').read_text()).get('benchmark') == bench):
                     if not run_missing: continue
-                    run_experiment(exp, preset, data, seed, split, out=d, progress=progress, overrides=overrides)
+                    run_experiment(exp, preset, data, seed, split, out=d, device=device, progress=progress,
+                                   overrides=overrides)
                 archive_run(d, keep)
             out[(get_experiment(exp).exp, seed)] = json.loads(kept.read_text())
     return out
@@ -163,12 +165,20 @@ def budget_variants(factors=(1, 3), lambdas=(0.1, 1.0), preset='quick') -> dict:
     ov = lambda f, l: ({'epochs': p.epochs * f} if f != 1 else {}) | ({'lambda_adv': float(l)} if float(l) != p.lambda_adv else {})
     return {f'{f}× steps, λ={l:g}': (7, ov(f, l)) for f in factors for l in lambdas}
 
+def severity_variants(levels=(0.25, 0.5, 0.75, 1.0), exps=(5, 6, 7), preset='quick') -> dict:
+    "Exps `exps` on the benchmark at each intensity-shift severity (`advnorm.synthetic.shifted_profile`; 1: Table 1's)."
+    from advnorm.experiments import get_preset
+    b = get_preset(preset).benchmark
+    return {f'exp {e}, severity {s:g}': (e, {} if float(s) == 1 else {'benchmark': b | {'severity': float(s)}})
+            for s in levels for e in exps}
+
 def sweep_variants(variants: dict = VARIANT_RUNS, seeds=(0, 1), preset='quick', split='patch', data='synthetic',
-                   root=None, run_missing: bool = True, progress: bool = True) -> dict:
+                   root=None, run_missing: bool = True, progress: bool = True,
+                   keep=None) -> dict:   # records folder (default `results_dir()`), as in `sweep`
     "`{label: {seed: results}}` for every variant: collected from the run folders, or run when missing."
     out = {}
     for label, (exp, ov) in variants.items():
-        r = sweep([exp], seeds, preset, split, data, root, run_missing, progress, overrides=ov or None)
+        r = sweep([exp], seeds, preset, split, data, root, run_missing, progress, overrides=ov or None, keep=keep)
         out[label] = {s: res for (_, s), res in r.items()}
     return out
 
@@ -205,6 +215,74 @@ def plot_lambda(vres: dict, path=None):
     a.set(xscale='log', xlabel='λ (adversarial weight)', ylabel='Dice', title='Dice vs λ')
     b.set(xscale='log', xlabel='λ (adversarial weight)', ylabel='JSD between domains (bits)', title='JSD vs λ')
     for ax in (a, b): ax.legend(); ax.grid(alpha=.3)
+    fig.tight_layout()
+    if path: fig.savefig(path, dpi=100)
+    return fig
+
+# %% ../nbs/08_tables.ipynb #509a4fff
+def realism_table(results: dict) -> str:
+    "Markdown: the realism figures (`11_realism`) of every run with a G in `sweep`'s results, mean ± sd over seeds per exp."
+    by = {}
+    for (e, _), r in sorted(results.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
+        if 'realism' in r: by.setdefault(e, []).append(r['realism'])
+    lines = ['| exp | seeds | W1 to nearest real domain | critic ROC AUC | SSIM in brain | gain a_k |', '|---|---|---|---|---|---|']
+    for e, re in by.items():
+        f = lambda g: _fmt(*_msd([[g(x)] for x in re]))
+        gains = [a for x in re for a in x['gain'].values()]
+        lines.append(f"| {e} | {len(re)} | {f(lambda x: x['w1_nearest'])} | {f(lambda x: x['critic_auc']['all'])} | "
+                     f"{f(lambda x: x['ssim_brain']['mean'])} | {min(gains):.3f}–{max(gains):.3f} |")
+    return '\n'.join(lines)
+
+# %% ../nbs/08_tables.ipynb #ce6404a8
+def _severity_points(vres: dict) -> dict:
+    "{exp: [(severity, [results of each seed])]} from `sweep_variants(severity_variants(...))`, sorted by severity."
+    pts = {}
+    for label, runs in vres.items():
+        if not runs: continue
+        e, s = label.split(', severity ')
+        pts.setdefault(int(e.split()[1]), []).append((float(s), [runs[k] for k in sorted(runs)]))
+    return {e: sorted(v, key=lambda t: t[0]) for e, v in sorted(pts.items())}
+
+def severity_table(vres: dict) -> str:
+    "Markdown: one row per (severity, exp), mean ± sd over seeds of Dice and, for the runs with a G, the realism figures."
+    lines = ['| severity | exp | seeds | test patches CSF / GM / WM (mean) | volumes mean Dice | W1 to nearest real | critic AUC | SSIM in brain |',
+             '|---|---|---|---|---|---|---|---|']
+    rows = sorted((s, e, rs) for e, v in _severity_points(vres).items() for s, rs in v)
+    for s, e, rs in rows:
+        pm, ps = _msd([r['patch_dice']['mean'] for r in rs])
+        vm, vs = _msd([[np.mean(r['volume_dice']['mean'])] for r in rs])
+        re = [r['realism'] for r in rs if 'realism' in r]
+        f = lambda g: _fmt(*_msd([[g(x)] for x in re])) if re else '—'
+        lines.append(f'| {s:g} | {e} | {len(rs)} | {_fmt(pm, ps)} ({np.mean(pm):.3f}) | {_fmt(vm, vs)} | '
+                     f"{f(lambda x: x['w1_nearest'])} | {f(lambda x: x['critic_auc']['all'])} | {f(lambda x: x['ssim_brain']['mean'])} |")
+    return '\n'.join(lines)
+
+def _or_none(f):
+    "`f`, returning None where the record lacks a field `f` reads."
+    def g(r):
+        try: return f(r)
+        except KeyError: return None
+    return g
+
+def plot_severity(vres: dict, path=None):
+    "Mean Dice (test patches) of each exp and the realism of G's images against the severity of the intensity shift."
+    import matplotlib.pyplot as plt
+    pts = _severity_points(vres)
+    if not pts: raise ValueError('vres holds no runs: run the severity sweep first')
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3.4))
+    panels = [('mean Dice, test patches', lambda r: np.mean(r['patch_dice']['mean']), (5, 6, 7)),
+              ('W1 to the nearest real domain', lambda r: r['realism']['w1_nearest'], (6, 7)),
+              ('critic ROC AUC (0.5: indistinguishable)', lambda r: r['realism']['critic_auc']['all'], (6, 7)),
+              ('SSIM of G(x) with x, in the brain', lambda r: r['realism']['ssim_brain']['mean'], (6, 7))]
+    for ax, (title, value, exps) in zip(axes, panels):
+        for e in exps:
+            v = [(s, [x for x in map(_or_none(value), rs) if x is not None]) for s, rs in pts.get(e, [])]
+            v = [(s, x) for s, x in v if x]   # runs recorded before the realism score have none
+            if not v: continue
+            ms = [_msd(x) for _, x in v]
+            ax.errorbar([s for s, _ in v], [m for m, _ in ms], [0 if np.isnan(sd) else sd for _, sd in ms],
+                        marker='o', capsize=3, label=f'exp {e}')
+        ax.set(xlabel='severity of the intensity shift', title=title); ax.grid(alpha=.3); ax.legend()
     fig.tight_layout()
     if path: fig.savefig(path, dpi=100)
     return fig

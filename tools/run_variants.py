@@ -1,0 +1,65 @@
+"""Run a study of `advnorm.tables` (its variants x seeds) as parallel one-thread processes, each run archived as it ends.
+
+    python tools/run_variants.py severity --seeds 0 1 --workers 2                   # the 2-core CPU: two at a time
+    python tools/run_variants.py severity --seeds 0 1 --workers 24 --device cuda    # one GPU shared by 24 runs
+
+Every finished run's `results.json` and `config.json` land in `--keep` (default `results/`, as `sweep` keeps them) and,
+with `--jsonl`, as one line in that file (a single file to carry back from another machine). Runs already kept with the
+same benchmark are skipped, as in `sweep`. The benchmarks the study needs are generated first, one process each.
+"""
+from __future__ import annotations
+import argparse, fcntl, json, multiprocessing as mp, os, sys, time
+from pathlib import Path
+
+STUDIES = {'severity': lambda a: __import__('advnorm.tables', fromlist=['x']).severity_variants(a.levels, a.exps, a.preset),
+           'budget': lambda a: __import__('advnorm.tables', fromlist=['x']).budget_variants((1, 3), (0.1, 1.0), a.preset)}
+
+def _bench(kw):
+    from advnorm.synthetic import ensure_benchmark
+    return str(ensure_benchmark(**kw, progress=False))
+
+def _run(job):
+    label, exp, ov, seed, a = job
+    import torch; torch.set_num_threads(1)
+    from advnorm.tables import sweep, run_dir_for
+    t = time.time()
+    try:
+        sweep([exp], [seed], a.preset, a.split, progress=False, overrides=ov or None, keep=a.keep, device=a.device)
+    except Exception as e:   # one failed run must not stop the others: say which and why
+        return f'FAILED {label} seed {seed}: {type(e).__name__}: {e}'
+    kept = Path(a.keep)/run_dir_for(exp, a.preset, a.split, seed, None, ov or None).name
+    if a.jsonl:
+        rec = {'name': kept.name, 'label': label, 'seed': seed,
+               **{k: json.loads((kept/f'{k}.json').read_text()) for k in ('results', 'config')}}
+        with open(a.jsonl, 'a') as f:
+            fcntl.flock(f, fcntl.LOCK_EX); f.write(json.dumps(rec) + '\n'); fcntl.flock(f, fcntl.LOCK_UN)
+    return f'{label} seed {seed}: {time.time() - t:.0f} s'
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('study', choices=sorted(STUDIES))
+    ap.add_argument('--seeds', type=int, nargs='+', default=[0, 1])
+    ap.add_argument('--levels', type=float, nargs='+', default=[0.25, 0.5, 0.75, 1.0], help='severity levels')
+    ap.add_argument('--exps', type=int, nargs='+', default=[5, 6, 7], help='experiments of the severity study')
+    ap.add_argument('--preset', default='quick'); ap.add_argument('--split', default='patch')
+    ap.add_argument('--workers', type=int, default=2); ap.add_argument('--device', default='auto')
+    ap.add_argument('--keep', default=None, help='records folder (default: results/ of the checkout)')
+    ap.add_argument('--jsonl', default=None, help='also append each finished run to this file')
+    a = ap.parse_args(argv)
+    from advnorm.tables import results_dir
+    from advnorm.experiments import get_preset
+    a.keep = str(a.keep or results_dir())
+    variants = STUDIES[a.study](a)
+    jobs = [(label, exp, ov, seed, a) for seed in a.seeds for label, (exp, ov) in variants.items()]
+    benches = {json.dumps(get_preset(a.preset, **(ov or {})).benchmark, sort_keys=True) for _, _, ov, _, _ in jobs}
+    ctx = mp.get_context('spawn')   # CUDA cannot be used in forked children
+    t0 = time.time()
+    with ctx.Pool(min(a.workers, len(benches))) as pool:
+        for b in pool.imap_unordered(_bench, [json.loads(b) for b in benches]): print('benchmark', Path(b).name, flush=True)
+    print(f'{len(jobs)} runs on {a.workers} workers, device {a.device}', flush=True)
+    with ctx.Pool(a.workers, maxtasksperchild=1) as pool:
+        for msg in pool.imap_unordered(_run, jobs): print(f'[{time.time() - t0:.0f} s] {msg}', flush=True)
+
+if __name__ == '__main__':
+    os.environ.setdefault('OMP_NUM_THREADS', '1')
+    main()
