@@ -158,12 +158,15 @@ def lambda_variants(lambdas=(0.1, 1.0, 5.0), preset='quick') -> dict:
     default = get_preset(preset).lambda_adv
     return {f'λ={l:g}': (7, {} if float(l) == default else {'lambda_adv': float(l)}) for l in lambdas}
 
-def budget_variants(factors=(1, 3), lambdas=(0.1, 1.0), preset='quick') -> dict:
-    "Exp 7 at `factors` times the preset's training steps and at each λ: the budget and λ study of `beyond.ipynb`."
+def budget_variants(factors=(1, 3), lambdas=(0.1, 1.0), preset='quick',
+                    baselines=(5, 6)) -> dict:   # rows trained at the same budgets, to compare exp 7 with
+    "Exp 7 at `factors` times the preset's training steps and at each λ, and the `baselines` at the same budgets."
     from advnorm.experiments import get_preset
     p = get_preset(preset)
-    ov = lambda f, l: ({'epochs': p.epochs * f} if f != 1 else {}) | ({'lambda_adv': float(l)} if float(l) != p.lambda_adv else {})
-    return {f'{f}× steps, λ={l:g}': (7, ov(f, l)) for f in factors for l in lambdas}
+    steps = lambda f: {'epochs': p.epochs * f} if f != 1 else {}
+    ov = lambda f, l: steps(f) | ({'lambda_adv': float(l)} if float(l) != p.lambda_adv else {})
+    return ({f'{f}× steps, λ={l:g}': (7, ov(f, l)) for f in factors for l in lambdas}
+            | {f'exp {e}, {f}× steps': (e, steps(f)) for f in factors for e in baselines})
 
 def severity_variants(levels=(0.25, 0.5, 0.75, 1.0), exps=(5, 6, 7), preset='quick') -> dict:
     "Exps `exps` on the benchmark at each intensity-shift severity (`advnorm.synthetic.shifted_profile`; 1: Table 1's)."
@@ -281,7 +284,7 @@ def plot_severity(vres: dict, path=None):
             if not v: continue
             ms = [_msd(x) for _, x in v]
             ax.errorbar([s for s, _ in v], [m for m, _ in ms], [0 if np.isnan(sd) else sd for _, sd in ms],
-                        marker='o', capsize=3, label=f'exp {e}')
+                        marker='o', capsize=3, label=f'exp {e}', color=f'C{e - 5}')   # one colour per exp
         ax.set(xlabel='severity of the intensity shift', title=title); ax.grid(alpha=.3); ax.legend()
     fig.tight_layout()
     if path: fig.savefig(path, dpi=100)
