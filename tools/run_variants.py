@@ -23,11 +23,14 @@ def _run(job):
     import torch; torch.set_num_threads(1)
     from advnorm.tables import sweep, run_dir_for
     t = time.time()
+    kept = Path(a.keep)/run_dir_for(exp, a.preset, a.split, seed, None, ov or None).name
+    stamp = lambda: (kept/'results.json').stat().st_mtime_ns if (kept/'results.json').exists() else None
+    before = stamp()   # a run kept already (same benchmark) is not run again, nor appended again
     try:
         sweep([exp], [seed], a.preset, a.split, progress=False, overrides=ov or None, keep=a.keep, device=a.device)
     except Exception as e:   # one failed run must not stop the others: say which and why
         return f'FAILED {label} seed {seed}: {type(e).__name__}: {e}'
-    kept = Path(a.keep)/run_dir_for(exp, a.preset, a.split, seed, None, ov or None).name
+    if stamp() == before: return f'{label} seed {seed}: kept already'
     if a.jsonl:
         rec = {'name': kept.name, 'label': label, 'seed': seed,
                **{k: json.loads((kept/f'{k}.json').read_text()) for k in ('results', 'config')}}
