@@ -135,8 +135,7 @@ def realism_scores(G,                      # the run's generator (eval mode)
     res['critic_auc'] = critic_auc(torch.cat([r for r, _ in tr.values()]), torch.cat([g for _, g in tr.values()]), te,
                                    steps=steps, seed=seed, device=device)
     res['critic'] = {'train_patches': {k: len(r) for k, (r, _) in tr.items()},
-                     'test_patches': {k: len(r) for k, (r, _) in te.items()}, 'steps': steps,
-                     'gain_applied': True}
+                     'test_patches': {k: len(r) for k, (r, _) in te.items()}, 'steps': steps}
     return res
 
 # %% ../nbs/11_realism.ipynb #c2395c08

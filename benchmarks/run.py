@@ -199,12 +199,14 @@ def print_table():
     print('| ' + ' | '.join(head) + ' |\n|' + '---|' * len(head))
     for r in ROWS: print('| ' + ' | '.join(r) + ' |')
 
+# the paper preset's step on a GPU: (preset, batch, amp, deterministic)
+GPU_STEPS = [('paper', 16, amp, det) for det in (True, False) for amp in ('off', 'fp16', 'bf16')]
+
 def bench_gpu(p, quick, dev, t0):
     "The GPU sections alone: whole-volume inference and the paper preset's step (AMP off/fp16/bf16, deterministic or not)."
     splits = load_experiment_data(get_experiment(7), p)
     bench_inference(p, next(s for s in splits.subjects if s.domain == 'MRBrainS'), quick, dev)
-    bench_train_steps([('paper', 16, amp, det) for det in (True, False) for amp in ('off', 'fp16', 'bf16')]
-                      + [('paper', 64, 'bf16', False)], quick, dev, budget_s=120)
+    bench_train_steps(GPU_STEPS + [('paper', 64, 'bf16', False)], quick, dev, budget_s=120)
     print_table(); print(f'\n{len(ROWS)} rows in {time.time() - t0:.0f} s')
 
 def main(argv=None):
@@ -233,8 +235,7 @@ def main(argv=None):
     presets = [('smoke', 4, None), ('quick', 8, None)] + ([] if a.quick else [('paper', 2, None)])
     bench_train_steps(presets, a.quick, torch.device('cpu'))
     if dev.type == 'cuda':
-        bench_train_steps([('paper', 16, amp, det) for det in (True, False) for amp in ('off', 'fp16', 'bf16')],
-                          a.quick, dev, budget_s=120)
+        bench_train_steps(GPU_STEPS, a.quick, dev, budget_s=120)
     row('memory', 'peak RSS of the whole run', f'{peak_rss_mib():,.0f} MiB')
     print_table()
     print(f'\n{len(ROWS)} rows in {time.time() - t0:.0f} s' + (' (--quick: tiny sizes, figures not meaningful)' if a.quick else ''))

@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse, fcntl, json, multiprocessing as mp, os, sys, time
 from pathlib import Path
 
-STUDIES = {'severity': lambda a: __import__('advnorm.tables', fromlist=['x']).severity_variants(a.levels, a.exps, a.preset),
-           'budget': lambda a: __import__('advnorm.tables', fromlist=['x']).budget_variants((1, 3), (0.1, 1.0), a.preset)}
+from advnorm.tables import budget_variants, severity_variants
+
+STUDIES = {'severity': lambda a: severity_variants(a.levels, a.exps, a.preset),
+           'budget': lambda a: budget_variants((1, 3), (0.1, 1.0), a.preset)}
 
 def _bench(kw):
     from advnorm.synthetic import ensure_benchmark
