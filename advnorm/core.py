@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #96c6e1bf
 from __future__ import annotations
-import os, random, sys, tempfile
+import hashlib, json, os, random, subprocess, sys, tempfile
 from pathlib import Path
 import numpy as np
 import torch
@@ -13,7 +13,8 @@ import advnorm
 
 # %% auto #0
 __all__ = ['KERNEL_TEXT_INTERVAL', 'project_root', 'data_dir', 'runs_dir', 'shown_path', 'get_device', 'seed_everything',
-           'atomic_save', 'load_checkpoint', 'widget_frontend', 'progress_style', 'progress_bar']
+           'temporary_beside', 'atomic_save', 'load_checkpoint', 'relative_paths', 'config_digest', 'file_sha256',
+           'git_commit', 'widget_frontend', 'progress_style', 'progress_bar']
 
 # %% ../nbs/00_core.ipynb #344063fe
 def project_root() -> Path | None:
@@ -64,25 +65,72 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
     if deterministic: os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
 
 # %% ../nbs/00_core.ipynb #0699917f
+def _umask() -> int:
+    m = os.umask(0); os.umask(m); return m
+
+def temporary_beside(path: str | Path, suffix: str = '.tmp') -> Path:
+    "A new temporary file next to `path` (`.<name>.XXXX<suffix>`), readable as the user's umask allows; stale ones of `path` are removed first."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    for old in path.parent.glob(f'.{path.name}.*{suffix}'): old.unlink(missing_ok=True)   # left by a killed writer
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix=suffix)
+    os.close(fd); os.chmod(tmp, 0o666 & ~_umask())   # mkstemp's 0600 would hide a colleague's results from them
+    return Path(tmp)
+
 def atomic_save(obj, path: str | Path) -> Path:
     "`torch.save` `obj` to `path` through a temporary file and an atomic rename."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + '.', suffix='.tmp')
+    path = Path(path); tmp = temporary_beside(path)
     try:
-        with os.fdopen(fd, 'wb') as f:
+        with open(tmp, 'wb') as f:
             torch.save(obj, f); f.flush(); os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp): os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 
 def load_checkpoint(path: str | Path, map_location='cpu') -> dict:
-    "Load a checkpoint written by `atomic_save` with `weights_only=True`; a clear error if it is missing or corrupt."
+    "Load a checkpoint written by `atomic_save` with `weights_only=True`; one clear line if it is missing, a folder or not a checkpoint."
     path = Path(path)
+    if path.is_dir():
+        hint = ' or '.join(str(path/n) for n in ('best.pt', 'checkpoint.pt') if (path/n).is_file()) or 'a .pt file inside it'
+        raise IsADirectoryError(f'checkpoint {path} is a folder: give {hint}')
     if not path.is_file(): raise FileNotFoundError(f'checkpoint not found: {path}')
     try: return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e: raise ValueError(f'checkpoint {path} could not be read ({type(e).__name__}: {e})') from None
+    except Exception as e:   # torch's own message advises weights_only=False: never right for a file one did not write
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first.removeprefix('Weights only load failed. ').split(' In PyTorch 2.6')[0][:160]
+        raise ValueError(f'{path} is not a readable advnorm checkpoint ({type(e).__name__}: {first})') from None
+
+# %% ../nbs/00_core.ipynb #f69df290
+def relative_paths(v, root: Path | None = None):
+    "`v` with every string that is a path inside the checkout `root` (default `project_root()`) made relative; dicts and lists walked."
+    root = project_root() if root is None else root
+    if isinstance(v, dict): return {k: relative_paths(x, root) for k, x in v.items()}
+    if isinstance(v, (list, tuple)): return [relative_paths(x, root) for x in v]
+    if isinstance(v, str) and root is not None and v.startswith(str(root) + '/'): return v[len(str(root)) + 1:]
+    return v
+
+def config_digest(cfg: dict) -> str:
+    "sha256 of a run's config as canonical JSON (sorted keys, checkout paths relative): one value for every copy of it."
+    return hashlib.sha256(json.dumps(relative_paths(cfg), sort_keys=True, separators=(',', ':')).encode()).hexdigest()
+
+def file_sha256(path: str | Path) -> str:
+    "sha256 of a file's bytes."
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''): h.update(block)
+    return h.hexdigest()
+
+def git_commit(root: Path | None = None) -> str:
+    "The commit of the checkout holding advnorm (`+dirty` if `advnorm/` or `nbs/` differ from it), else 'unknown'."
+    root = project_root() if root is None else root
+    if root is None: return 'unknown'
+    try:
+        sha = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=root, capture_output=True, text=True, timeout=30)
+        if sha.returncode: return 'unknown'
+        dirty = subprocess.run(['git', 'status', '--porcelain', '--', 'advnorm', 'nbs'], cwd=root, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired): return 'unknown'
+    return sha.stdout.strip() + ('+dirty' if dirty.stdout.strip() else '')
 
 # %% ../nbs/00_core.ipynb #76489091
 KERNEL_TEXT_INTERVAL = 10.  # seconds between redraws of a text bar inside a kernel (each one a line of papermill's log)

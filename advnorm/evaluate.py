@@ -17,16 +17,17 @@ import matplotlib.pyplot as plt
 from .core import progress_bar  # the widget in JupyterLab, text under papermill
 
 import advnorm
-from .core import get_device, load_checkpoint
+from .core import get_device, load_checkpoint, config_digest, file_sha256, git_commit, relative_paths
 from .data import LABELS, PatchDataset, normalize_input, input_normalizer
 from .experiments import get_experiment, get_preset, Preset
 from .sites import as_experiment, experiment_from_config, run_tag
 from .networks import UNet3D, ResNet3D18
 
 # %% auto #0
-__all__ = ['SEG_CMAP', 'dice_per_class', 'hd95', 'predict_volume', 'jsd', 'domain_histograms', 'jsd_paper_compatible', 'load_run',
-           'evaluate_run', 'plot_examples', 'plot_tissue_histograms', 'plot_learning_curves', 'check_params',
-           'run_name', 'run_experiment']
+__all__ = ['RECORD_VERSION', 'SEG_CMAP', 'dice_per_class', 'hd95', 'predict_volume', 'jsd', 'domain_histograms',
+           'jsd_paper_compatible', 'load_run', 'config_differences', 'check_run_folder', 'provenance', 'evaluate_run',
+           'plot_examples', 'plot_tissue_histograms', 'plot_learning_curves', 'check_params', 'run_name',
+           'run_experiment']
 
 # %% ../nbs/07_evaluate.ipynb #07188fac
 def dice_per_class(pred, target, n_classes: int = 4) -> np.ndarray:
@@ -118,6 +119,38 @@ def load_run(run_dir, device='cpu', which: str = 'best'):
     for k, m in nets.items(): m.load_state_dict(ck['nets'][k]); m.to(get_device(device)).eval()
     return cfg, nets, dict(ck.get('state', {}), file=path.name)
 
+# %% ../nbs/07_evaluate.ipynb #b7a051a1
+RECORD_VERSION = 2   # 2: results.json carries `provenance` (what exactly was scored); 1: the records before it
+
+def _benchmark_version(name) -> int | None:
+    "The generator version of a benchmark folder name (`...-2mm-v2` → 2), None for real data."
+    return int(name.rsplit('-v', 1)[1]) if name and '-v' in name and name.rsplit('-v', 1)[1].isdigit() else None
+
+def config_differences(a: dict, b: dict) -> list[str]:
+    "The top-level fields where two run configs disagree (paths inside the checkout compared relative)."
+    a, b = relative_paths(a), relative_paths(b)
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+def check_run_folder(run_dir, cfg: dict, ckpt_name: str = 'checkpoint.pt') -> None:
+    "Raise ValueError unless `run_dir/config.json` is the config stored in its checkpoint `ckpt_name` (one run, not two)."
+    f = Path(run_dir)/'config.json'
+    if not f.exists(): return
+    diff = config_differences(json.loads(f.read_text()), cfg)
+    if diff: raise ValueError(f'{f} is not the config of {Path(run_dir)/ckpt_name} (they differ in {", ".join(diff)}): '
+                              'this folder mixes two runs; train it again with --overwrite')
+
+def provenance(run_dir, cfg: dict, ckpt_name: str, device) -> dict:
+    "What a record scored: the checkpoint's and config's sha256, the run's id, the code and machine that trained and scored it."
+    bench = cfg.get('benchmark')
+    return {'checkpoint': ckpt_name, 'checkpoint_sha256': file_sha256(Path(run_dir)/ckpt_name),
+            'config_sha256': config_digest(cfg), 'run_id': cfg.get('run_id'),
+            'benchmark': bench, 'benchmark_version': _benchmark_version(bench),
+            'trained': {'advnorm': cfg.get('advnorm'), 'git_commit': cfg.get('git_commit', 'unknown'), 'torch': cfg.get('torch'),
+                        'device': cfg.get('device'), 'threads': cfg.get('threads'), 'world_size': cfg.get('world_size'),
+                        'deterministic': cfg.get('deterministic')},
+            'scored': {'advnorm': advnorm.__version__, 'git_commit': git_commit(), 'torch': torch.__version__,
+                       'python': platform.python_version(), 'device': str(device), 'threads': torch.get_num_threads()}}
+
 # %% ../nbs/07_evaluate.ipynb #1fc8dcf5
 @torch.no_grad()
 def _patch_dice(G, S, ds, n_max, batch, dev, seed=0):
@@ -137,6 +170,7 @@ def evaluate_run(run_dir, data=None, device='auto', keep: bool = False, progress
     from advnorm.train import load_experiment_data
     run_dir = Path(run_dir); t0 = time.time(); dev = get_device(device)
     cfg, nets, st = load_run(run_dir, dev, which)
+    check_run_folder(run_dir, cfg, st['file'])   # the folder's config.json must be the config these weights were trained with
     e, p = experiment_from_config(cfg), Preset.from_dict(cfg['preset'])   # any domains: from the checkpoint alone
     G, S = nets.get('G'), nets['S']
     splits = load_experiment_data(e, p, data or cfg['data'], cfg['split'], cfg['seed'])
@@ -153,7 +187,7 @@ def evaluate_run(run_dir, data=None, device='auto', keep: bool = False, progress
            'warmup_end_step': st.get('warmup_end_step'), 'identity_psnr_db_end_of_warmup': st.get('identity_psnr_db'),
            'identity_criterion_db': p.identity_psnr_db if e.norm == 'G' else None,
            'identity_criterion_met': None if e.norm != 'G' or st.get('identity_psnr_db') is None else st['identity_psnr_db'] >= p.identity_psnr_db,
-           'threads': cfg.get('threads')}
+           'threads': cfg.get('threads'), 'deterministic': cfg.get('deterministic'), 'train_device': cfg.get('device')}
     vols, per_domain_vals, gvols = {}, {'input': [], 'normalized': []}, {}
     for dom in e.test:
         ds = PatchDataset(splits, 'test', size=p.patch, norm=norm, domains=[dom])
@@ -196,7 +230,7 @@ def evaluate_run(run_dir, data=None, device='auto', keep: bool = False, progress
     res.update(train_seconds=end[-1]['train_seconds'] if end else None, train_patches_per_s=end[-1]['patches_per_s'] if end else None,
                eval_seconds=round(time.time() - t0, 2),
                versions={'advnorm': advnorm.__version__, 'torch': torch.__version__, 'python': platform.python_version()},
-               device=str(dev))
+               device=str(dev), record_version=RECORD_VERSION, provenance=provenance(run_dir, cfg, st['file'], dev))
     (run_dir/'results.json').write_text(json.dumps(res, indent=1))
     if keep: res['_volumes'] = vols; res['_values'] = per_domain_vals
     return res

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_train.ipynb #6bea9826
 from __future__ import annotations
-import argparse, json, math, os, platform, sys, time
+import argparse, json, math, os, sys, time, uuid
 from contextlib import nullcontext
 from dataclasses import asdict
 from datetime import timedelta
@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from .core import progress_bar  # the widget in JupyterLab, text under papermill
 
 import advnorm
-from .core import get_device, seed_everything, atomic_save, load_checkpoint, runs_dir
+from .core import get_device, seed_everything, atomic_save, load_checkpoint, runs_dir, git_commit
 from .experiments import Experiment, Preset, get_experiment, get_preset
 from .data import make_splits, PatchDataset, DomainBalancedSampler, input_normalizer
 from .synthetic import ensure_benchmark
@@ -307,7 +307,7 @@ def train(exp=7,                 # Table 1 row 1-7, a variant ('7-k3'), an `Expe
     G, S, D = nets.get('G'), nets['S'], nets.get('D')
     config = {'exp': e.exp, 'experiment': asdict(e), 'preset': p.to_dict(), 'data': str(data), 'split': split,
               'seed': seed, 'world_size': world, 'device': str(dev), 'threads': torch.get_num_threads(),
-              'deterministic': deterministic,
+              'deterministic': deterministic, 'overrides': dict(overrides), 'git_commit': git_commit(), 'run_id': uuid.uuid4().hex,
               'advnorm': advnorm.__version__, 'torch': str(torch.__version__), 'steps_per_epoch': rd['steps_per_epoch'],
               'total_steps': p.epochs * rd['steps_per_epoch'], 'input_norm': e.input_norm, 'nyul_scale': getattr(rd['norm'], 'scale', None),
               'benchmark': resolve_data(data, p, e).name if str(data) == 'synthetic' and builtin_domains(e) else None}

@@ -2,6 +2,7 @@
 
     python tools/run_variants.py severity --seeds 0 1 --workers 2                   # the 2-core CPU: two at a time
     python tools/run_variants.py severity --seeds 0 1 --workers 24 --device cuda    # one GPU shared by 24 runs
+    python tools/run_variants.py table1 --exps 5 6 7 --seeds 3 4 5 6 7 8 9 --split subject   # more seeds of rows 5-7
 
 Every finished run's `results.json` and `config.json` land in `--keep` (default `results/`, as `sweep` keeps them) and,
 with `--jsonl`, as one line in that file (a single file to carry back from another machine). Runs already kept with the
@@ -13,7 +14,8 @@ from pathlib import Path
 
 from advnorm.tables import budget_variants, severity_variants
 
-STUDIES = {'severity': lambda a: severity_variants(a.levels, a.exps, a.preset),
+STUDIES = {'table1': lambda a: {f'exp {e}': (e, None) for e in a.exps},   # Table 1 rows, more seeds or another split
+           'severity': lambda a: severity_variants(a.levels, a.exps, a.preset),
            'budget': lambda a: budget_variants((1, 3), (0.1, 1.0), a.preset)}
 
 def _bench(kw):
@@ -22,7 +24,7 @@ def _bench(kw):
 
 def _run(job):
     label, exp, ov, seed, a = job
-    import torch; torch.set_num_threads(1)
+    import torch; torch.set_num_threads(a.threads)
     from advnorm.tables import sweep, run_dir_for
     t = time.time()
     kept = Path(a.keep)/run_dir_for(exp, a.preset, a.split, seed, None, ov or None).name
@@ -48,6 +50,7 @@ def main(argv=None):
     ap.add_argument('--exps', type=int, nargs='+', default=[5, 6, 7], help='experiments of the severity study')
     ap.add_argument('--preset', default='quick'); ap.add_argument('--split', default='patch')
     ap.add_argument('--workers', type=int, default=2); ap.add_argument('--device', default='auto')
+    ap.add_argument('--threads', type=int, default=1, help='torch threads per run (the records say how many)')
     ap.add_argument('--keep', default=None, help='records folder (default: results/ of the checkout)')
     ap.add_argument('--jsonl', default=None, help='also append each finished run to this file')
     a = ap.parse_args(argv)
@@ -66,5 +69,6 @@ def main(argv=None):
         for msg in pool.imap_unordered(_run, jobs): print(f'[{time.time() - t0:.0f} s] {msg}', flush=True)
 
 if __name__ == '__main__':
-    os.environ.setdefault('OMP_NUM_THREADS', '1')
+    _t = sys.argv[sys.argv.index('--threads') + 1] if '--threads' in sys.argv[:-1] else '1'
+    os.environ.setdefault('OMP_NUM_THREADS', _t)
     main()
