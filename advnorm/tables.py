@@ -7,13 +7,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 import numpy as np
-from .core import runs_dir, project_root, _home
+from .core import runs_dir, project_root, _home, config_digest, relative_paths
 from .experiments import EXPERIMENTS, get_experiment
+from .sites import as_experiment
+from .train import resolve_preset
+from .evaluate import run_name
 
 # %% auto #0
-__all__ = ['PAPER_TABLE1', 'PAPER_TABLE2', 'VARIANT_RUNS', 'run_dir_for', 'results_dir', 'archive_run', 'sweep', 'table1',
-           'table2', 'paper_ordering', 'lambda_variants', 'budget_variants', 'severity_variants', 'sweep_variants',
-           'variants_table', 'plot_lambda', 'realism_table', 'severity_table', 'plot_severity']
+__all__ = ['PAPER_TABLE1', 'PAPER_TABLE2', 'VARIANT_RUNS', 'RECORD_FIELDS', 'PROVENANCE_FIELDS', 'SPLITS', 'TABLE1_SEEDS',
+           'NOISE_DIR', 'run_dir_for', 'results_dir', 'archive_run', 'sweep', 'table1', 'table2', 'paper_ordering',
+           'lambda_variants', 'budget_variants', 'severity_variants', 'sweep_variants', 'variants_table', 'plot_lambda',
+           'realism_table', 'severity_table', 'plot_severity', 'check_record', 'expected_records', 'check_records']
 
 # %% ../nbs/08_tables.ipynb #f41e20fc
 PAPER_TABLE1 = {1: (0.906, 0.868, 0.863), 2: (0.813, 0.789, 0.839), 3: (0.401, 0.354, 0.519), 4: (0.293, 0.082, 0.563),
@@ -23,26 +27,18 @@ PAPER_TABLE2 = {'input': 3.509, 'normalized': 3.504}
 # %% ../nbs/08_tables.ipynb #5594ec23
 def run_dir_for(exp, preset, split, seed, root=None, overrides=None) -> Path:
     "The default folder of a run (the one `run_experiment` and `train` use)."
-    from advnorm.evaluate import run_name
     return Path(root or runs_dir())/run_name(exp, preset, split, seed, overrides)
 
 def results_dir() -> Path:
     "Committed records of finished runs: `$ADVNORM_RESULTS`, else `<checkout>/results`, else `~/.cache/advnorm/results`."
     return _home('ADVNORM_RESULTS', 'results')
 
-def _relative(v):
-    "A path inside the checkout as a relative string (records travel between machines); other values unchanged."
-    root = project_root()
-    if isinstance(v, dict): return {k: _relative(x) for k, x in v.items()}
-    if isinstance(v, str) and root is not None and v.startswith(str(root) + '/'): return v[len(str(root)) + 1:]
-    return v
-
 def archive_run(run_dir, keep=None) -> Path:
     "Copy a finished run's `results.json` and `config.json` to `keep/<run folder name>/` (paths made relative)."
     run_dir = Path(run_dir); dest = Path(keep or results_dir())/run_dir.name
     dest.mkdir(parents=True, exist_ok=True)
     for name in ('results.json', 'config.json'):
-        rec = _relative(json.loads((run_dir/name).read_text()))
+        rec = relative_paths(json.loads((run_dir/name).read_text()))
         (dest/name).write_text(json.dumps(rec, indent=1) + '\n')
     return dest
 
@@ -289,3 +285,67 @@ def plot_severity(vres: dict, path=None):
     fig.tight_layout()
     if path: fig.savefig(path, dpi=100)
     return fig
+
+# %% ../nbs/08_tables.ipynb #534c3fe5
+RECORD_FIELDS = ('exp', 'seed', 'split', 'preset', 'benchmark', 'threads', 'patch_dice', 'volume_dice', 'checkpoint_scored')
+PROVENANCE_FIELDS = ('checkpoint', 'checkpoint_sha256', 'config_sha256', 'run_id', 'benchmark', 'benchmark_version', 'trained', 'scored')
+
+def check_record(folder) -> list[str]:
+    "What is wrong with one kept record (`folder/results.json` + `config.json`): [] when it is one run, whole and named right."
+    folder = Path(folder); where = folder.name
+    if not (folder/'config.json').exists(): return [f'{where}: no config.json beside results.json']
+    r, c = (json.loads((folder/f'{k}.json').read_text()) for k in ('results', 'config'))
+    bad = [f'{where}: results.json lacks {k!r}' for k in RECORD_FIELDS if k not in r]
+    if bad: return bad
+    ov = r.get('overrides') or {}
+    pairs = {'exp': (r['exp'], c.get('exp')), 'seed': (r['seed'], c.get('seed')), 'split': (r['split'], c.get('split')),
+             'preset': (r['preset'], c.get('preset', {}).get('name')), 'threads': (r['threads'], c.get('threads')),
+             'benchmark': (r['benchmark'], c.get('benchmark'))}
+    if 'overrides' in c: pairs['overrides'] = (ov, c['overrides'])
+    bad += [f'{where}: {k} is {a!r} in results.json but {b!r} in config.json' for k, (a, b) in pairs.items() if a != b]
+    try:
+        e = as_experiment(r['exp'])
+        if c.get('preset') != json.loads(json.dumps(resolve_preset(e, r['preset'], **ov).to_dict())):
+            bad.append(f"{where}: config.json's preset is not {r['preset']!r} with overrides {ov}")
+        if run_name(e, r['preset'], r['split'], r['seed'], ov or None) != folder.name:
+            bad.append(f"{where}: the folder of this record should be named {run_name(e, r['preset'], r['split'], r['seed'], ov or None)}")
+    except (ValueError, KeyError, TypeError) as err: bad.append(f'{where}: {err}')
+    if r.get('record_version', 1) >= 2:
+        pv = r.get('provenance') or {}
+        bad += [f'{where}: provenance lacks {k!r}' for k in PROVENANCE_FIELDS if k not in pv]
+        if pv.get('config_sha256') not in (None, config_digest(c)): bad.append(f'{where}: config.json is not the config the record scored (digest differs)')
+        if pv.get('run_id') != c.get('run_id'): bad.append(f'{where}: run_id differs between results.json and config.json')
+        if (pv.get('trained') or {}).get('threads') != c.get('threads'): bad.append(f'{where}: threads differ in provenance and config.json')
+    return bad
+
+SPLITS = ('patch', 'subject')
+TABLE1_SEEDS = {1: range(3), 2: range(3), 3: range(3), 4: range(3),   # the gap of rows 1-4 is not in doubt: 3 seeds
+                5: range(10), 6: range(10), 7: range(10)}              # rows 5-7 differ by little: 10 paired seeds
+NOISE_DIR = 'noise/threads2'   # the same seed as Table 1 with 2 threads: the implementation's own noise
+
+def expected_records(preset: str = 'quick') -> dict:
+    "{table: [folders under results/]}: every record each committed table and study is drawn from."
+    name = lambda e, sp, s, ov=None: run_name(e, preset, sp, s, ov or None)
+    return {'table1': [name(e, sp, s) for e, seeds in TABLE1_SEEDS.items() for sp in SPLITS for s in seeds],
+            'noise floor': [f'{NOISE_DIR}/{name(e, sp, 0)}' for e in (5, 6, 7) for sp in SPLITS],
+            'severity': [f'severity/{name(e, "patch", s, ov)}' for e, ov in severity_variants(preset=preset).values() for s in (0, 1)],
+            'budget': [name(e, 'patch', s, ov) for e, ov in budget_variants(preset=preset).values() for s in (0, 1)]}
+
+def check_records(root=None, expected: dict | None = None) -> list[str]:
+    "Every problem of the kept records under `root` (default `results_dir()`): bad records, duplicates, expected runs missing."
+    root = Path(root or results_dir())
+    folders = sorted(p.parent for p in root.rglob('results.json'))
+    bad = [x for f in folders for x in check_record(f)]
+    seen = {}
+    for f in folders:   # one run, one record: the same run id or checkpoint twice is a copy
+        r = json.loads((f/'results.json').read_text()); pv = r.get('provenance') or {}
+        for k in ('run_id', 'checkpoint_sha256'):
+            if pv.get(k): seen.setdefault((k, pv[k]), []).append(str(f.relative_to(root)))
+    bad += [f'the same {k} in {", ".join(fs)}' for (k, _), fs in seen.items() if len(fs) > 1]
+    have = {str(f.relative_to(root)) for f in folders}
+    for table, names in (expected_records() if expected is None else expected).items():
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup: bad.append(f'{table}: expects {dup} twice')
+        miss = [n for n in dict.fromkeys(names) if n not in have]
+        if miss: bad.append(f'{table}: {len(miss)} record(s) missing: {", ".join(miss[:6])}{" ..." if len(miss) > 6 else ""}')
+    return bad
