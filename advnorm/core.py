@@ -97,9 +97,10 @@ def load_checkpoint(path: str | Path, map_location='cpu') -> dict:
     if not path.is_file(): raise FileNotFoundError(f'checkpoint not found: {path}')
     try: return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:   # torch's own message advises weights_only=False: never right for a file one did not write
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        first = first.removeprefix('Weights only load failed. ').split(' In PyTorch 2.6')[0][:160]
-        raise ValueError(f'{path} is not a readable advnorm checkpoint ({type(e).__name__}: {first})') from None
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ''
+        if 'weights_only' in str(e) or 'PyTorch 2.6' in first or not first:   # torch's advice, not a reason
+            first = 'not a file written by torch.save, or a damaged one'
+        raise ValueError(f'{path} is not a readable advnorm checkpoint ({type(e).__name__}: {first[:160]})') from None
 
 # %% ../nbs/00_core.ipynb #f69df290
 def relative_paths(v, root: Path | None = None):

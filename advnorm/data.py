@@ -14,10 +14,11 @@ from scipy import ndimage
 from torch.utils.data import Dataset, Sampler
 
 # %% auto #0
-__all__ = ['LABELS', 'ISEG_LABELS', 'MRBRAINS_LABELS', 'LAYOUTS', 'LAYOUT_FILES', 'READERS', 'INPUT_NORMS', 'Subject',
-           'check_label_map', 'load_iseg', 'load_mrbrains', 'load_nifti_domain', 'list_subjects', 'register_domain',
-           'load_domains', 'zscore', 'whitestripe', 'NyulStandardizer', 'normalize_input', 'input_normalizer',
-           'pad_volume', 'extract_patches', 'Splits', 'make_splits', 'PatchDataset', 'DomainBalancedSampler']
+__all__ = ['LABELS', 'ISEG_LABELS', 'MRBRAINS_LABELS', 'LAYOUTS', 'LAYOUT_FILES', 'READERS', 'INPUT_NORMS', 'SPLITS', 'Subject',
+           'check_image', 'check_label_map', 'load_iseg', 'load_mrbrains', 'load_nifti_domain', 'list_subjects',
+           'register_domain', 'load_domains', 'zscore', 'whitestripe', 'NyulStandardizer', 'normalize_input',
+           'input_normalizer', 'pad_volume', 'extract_patches', 'Splits', 'check_split', 'check_seed', 'make_splits',
+           'PatchDataset', 'DomainBalancedSampler']
 
 # %% ../nbs/01_data.ipynb #2438b3cc
 LABELS = ('background', 'CSF', 'GM', 'WM')
@@ -61,6 +62,20 @@ def _read_volume(path: Path, dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
     if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
         raise ValueError(f'{path}: {int((~np.isfinite(x)).sum())} NaN/Inf voxels')
     return x, np.asarray(img.affine, dtype=np.float64)
+
+# %% ../nbs/01_data.ipynb #4c34bed4
+def check_image(x: np.ndarray,            # the image
+                where,                    # the file (or subject) it came from, for the message
+                mask: np.ndarray | None = None  # the brain (labelled voxels); None: the whole volume (a skull-stripped scan)
+               ) -> None:
+    "Raise ValueError naming `where` unless `x` is a 3-D, finite image with some voxel > 0 in the brain."
+    x = np.asarray(x)
+    if x.ndim != 3: raise ValueError(f'{where}: expected a 3-D volume, got shape {x.shape}')
+    bad = int((~np.isfinite(x)).sum()) if np.issubdtype(x.dtype, np.floating) else 0
+    if bad: raise ValueError(f'{where}: {bad} NaN/Inf voxels')
+    if not (x[mask] if mask is not None else x).max(initial=0) > 0:
+        raise ValueError(f'{where}: no voxel in the brain is > 0 (expected a T1 image with positive intensities in the brain '
+                         f'and 0 outside; remove any offset such as -1000 first)')
 
 # %% ../nbs/01_data.ipynb #92cb0a50
 def _map_labels(x: np.ndarray, label_map: dict, path: Path) -> np.ndarray:
@@ -124,9 +139,11 @@ def _load_pair(name, domain, image_path, label_path, label_map, spacing=1.0, sku
     if image.shape != raw.shape:
         raise ValueError(f'{label_path}: label shape {raw.shape} does not match image {image_path} shape {image.shape}')
     if not np.allclose(affine, label_affine, atol=1e-3):
-        raise ValueError(f'{label_path}: label affine does not match the affine of image {image_path}\n'
-                         f'{np.round(label_affine, 4)}\nvs\n{np.round(affine, 4)}')
+        i, j = np.unravel_index(np.argmax(np.abs(label_affine - affine)), affine.shape)
+        raise ValueError(f'{label_path}: label affine does not match the affine of image {image_path} '
+                         f'(element [{i},{j}]: {label_affine[i, j]:g} vs {affine[i, j]:g})')
     label = _map_labels(raw, label_map, label_path)
+    check_image(image, image_path, label > 0 if label.any() else None)   # advnorm-segment's test; no labels: make_splits names it
     if spacing is not None and not np.allclose(_voxel_size(affine), spacing, atol=1e-3):
         image, new_affine = _resample(image, affine, float(spacing), order=1)
         label, _ = _resample(label, affine, float(spacing), order=0)
@@ -396,6 +413,20 @@ def _subject_counts(n: int, ratios) -> tuple[int, int, int]:
         else: te -= 1
     return n - va - te, va, te
 
+# %% ../nbs/01_data.ipynb #474a3ffe
+SPLITS = ('patch', 'subject')
+
+def check_split(split) -> str:
+    "`split` if it is 'patch' (the paper's) or 'subject' (leak-free), else a ValueError naming it."
+    if split not in SPLITS: raise ValueError(f"split={split!r}: expected 'patch' (the paper's) or 'subject' (leak-free)")
+    return split
+
+def check_seed(seed) -> int:
+    "`seed` if it is an integer from 0 to 2**63 - 1 (what torch can seed with), else a ValueError naming it."
+    if not (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and 0 <= seed < 2**63):
+        raise ValueError(f'seed={seed!r}: expected an integer >= 0' + (' and < 2**63' if isinstance(seed, int) and seed > 0 else ''))
+    return int(seed)
+
 # %% ../nbs/01_data.ipynb #1bb3a522
 def make_splits(domains: dict[str, list[Subject]],  # {domain name: subjects}, e.g. from `load_domains`
                 mode: str = 'patch',                # 'patch' (the paper's, leaky) or 'subject' (whole subjects per split)
@@ -405,7 +436,7 @@ def make_splits(domains: dict[str, list[Subject]],  # {domain name: subjects}, e
                 ratios: tuple[float, float, float] = (0.6, 0.2, 0.2)  # train / val / test shares
                ) -> Splits:
     "Extract the patches of every subject and split them by patch (stratified on the centre class) or by subject."
-    if mode not in ('patch', 'subject'): raise ValueError(f"mode={mode!r}: expected 'patch' or 'subject'")
+    if mode not in SPLITS: raise ValueError(f"mode={mode!r}: expected 'patch' or 'subject'")
     ratios = tuple(float(r) for r in ratios)
     if len(ratios) != 3 or min(ratios) < 0 or abs(sum(ratios) - 1) > 1e-6:
         raise ValueError(f'ratios={ratios!r}: expected three non-negative shares summing to 1')
@@ -420,6 +451,9 @@ def make_splits(domains: dict[str, list[Subject]],  # {domain name: subjects}, e
     for name, subs in domains.items():
         first = len(subjects); subjects += subs
         per = [extract_patches(s.image, s.label, size, stride) for s in subs]
+        empty = [s.name for s, (st, _) in zip(subs, per) if len(st) == 0]
+        if empty: raise ValueError(f'{name}: subject(s) {empty} give no patch (no labelled voxel with a non-zero image); '
+                                   'fix or remove their files rather than train without them')
         rows = np.concatenate([np.column_stack([np.full(len(st), first + i), st]) for i, (st, _) in enumerate(per)])
         if mode == 'patch':
             centre = np.concatenate([c for _, c in per])

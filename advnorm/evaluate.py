@@ -18,7 +18,7 @@ from .core import progress_bar  # the widget in JupyterLab, text under papermill
 
 import advnorm
 from .core import get_device, load_checkpoint, config_digest, file_sha256, git_commit, relative_paths
-from .data import LABELS, PatchDataset, normalize_input, input_normalizer
+from .data import LABELS, PatchDataset, normalize_input, input_normalizer, check_split, check_seed
 from .experiments import get_experiment, get_preset, Preset
 from .sites import as_experiment, experiment_from_config, run_tag
 from .networks import UNet3D, ResNet3D18
@@ -128,7 +128,7 @@ def _benchmark_version(name) -> int | None:
 
 def config_differences(a: dict, b: dict) -> list[str]:
     "The top-level fields where two run configs disagree (paths inside the checkout compared relative)."
-    a, b = relative_paths(a), relative_paths(b)
+    a, b = (json.loads(json.dumps(relative_paths(c))) for c in (a, b))   # as config.json holds them (int keys become strings)
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
 
 def check_run_folder(run_dir, cfg: dict, ckpt_name: str = 'checkpoint.pt') -> None:
@@ -313,8 +313,7 @@ def check_params(exp, preset, data, seed, split, overrides=None) -> None:
     if overrides is not None and not isinstance(overrides, dict): raise ValueError(f'overrides={overrides!r}: expected a dict of preset fields')
     p = get_preset(preset, **(overrides or {}))
     from advnorm.losses import get_adv_loss; get_adv_loss(p.adv_loss)
-    if split not in ('patch', 'subject'): raise ValueError(f"split={split!r}: expected 'patch' (the paper's) or 'subject' (leak-free)")
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0: raise ValueError(f'seed={seed!r}: expected an integer >= 0')
+    check_split(split); check_seed(seed)
     if str(data) != 'synthetic' and not Path(data).expanduser().is_dir():
         raise FileNotFoundError(f"data={str(data)!r}: no such folder (use 'synthetic' or a folder holding iSEG/ and MRBrainS/TrainingData/)")
 
@@ -335,16 +334,20 @@ def _peak_rss_gib() -> float | None:
     return round(r / 2**30 if sys.platform == 'darwin' else r / 2**20, 3)
 
 def run_experiment(exp=7, preset='quick', data='synthetic', seed=0, split='patch', out=None, device='auto',
-                   resume: bool = True, progress: bool = True, overrides: dict | None = None,
+                   resume: bool = True,      # continue the run `out` holds (refused, naming the fields, if it is another run)
+                   progress: bool = True, overrides: dict | None = None,
+                   overwrite: bool = False,  # replace the run `out` holds instead
                    keep_volumes: bool = False  # also return the test volumes under '_volumes' (for a viewer)
                   ) -> dict:
     "Train (or resume) experiment `exp` (a Table 1 row or a spec), score it, save figures; returns the results (also in `out/results.json`)."
-    from advnorm.train import train
-    from advnorm.core import runs_dir
+    from advnorm.train import train, describe_run
+    from advnorm.core import runs_dir, shown_path
     check_params(exp, preset, data, seed, split, overrides)
     t0, exp = time.time(), as_experiment(exp)
     out = Path(out) if out else runs_dir()/run_name(exp, preset, split, seed, overrides)
-    run = train(exp, preset, data, out, seed, split, resume=resume and (out/'checkpoint.pt').exists(),
+    again = resume and not overwrite and (out/'checkpoint.pt').exists()
+    if again: print(f'{shown_path(out)} holds a run ({describe_run(out)}): resumed if it is this one')
+    run = train(exp, preset, data, out, seed, split, resume=again, overwrite=overwrite,   # another run there: refused, named
                 device=device, progress=progress, **(overrides or {}))
     res = evaluate_run(run, device=device, keep=True, progress=progress)
     figs = {'examples': run/'examples.png', 'histograms': run/'histograms.png', 'learning_curves': run/'learning_curves.png'}

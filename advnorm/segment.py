@@ -15,8 +15,8 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 import advnorm
-from .core import get_device, load_checkpoint, progress_bar, widget_frontend
-from .data import _read_volume, _resample, _voxel_size, normalize_input, input_normalizer
+from .core import get_device, load_checkpoint, progress_bar, widget_frontend, temporary_beside
+from .data import _read_volume, _resample, _voxel_size, normalize_input, input_normalizer, check_image
 from .experiments import Experiment, Preset, get_experiment
 from .sites import experiment_from_config
 from .train import build_networks
@@ -96,8 +96,8 @@ def _write_all(arrays: dict, ref: nib.spatialimages.SpatialImage, affine: np.nda
     try:
         for path, a in arrays.items():
             path = Path(path)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.nii.gz' if path.name.endswith('.gz') else '.nii')
-            os.close(fd); tmps[path] = tmp
+            # beside the output, readable as the user's umask allows; a killed run's leftovers of this name are removed
+            tmps[path] = tmp = str(temporary_beside(path, '.nii.gz' if path.name.endswith('.gz') else '.nii'))
             img = nib.Nifti1Image(a, affine, header=ref.header)
             img.set_data_dtype(a.dtype); img.header['cal_min'] = img.header['cal_max'] = 0; img.header['descrip'] = descrip[:79]
             try: nib.save(img, tmp)
@@ -131,7 +131,7 @@ def segment_file(image_path: str | Path,          # a 3-D NIfTI (.nii, .nii.gz) 
         stage(0)
         x, affine = _read_volume(image_path)
         ref = nib.load(str(image_path))
-        if not (x > 0).any(): raise ValueError(f'{image_path}: no voxel is > 0 (expected a T1 image, 0 outside the brain)')
+        check_image(x, image_path)   # the same test as for training data
         stage(1)
         step = p.spacing_mm / _voxel_size(affine)
         resample = not np.allclose(step, 1, atol=1e-3)
@@ -190,7 +190,9 @@ def main(argv=None):
         for img, o, n in jobs:
             if not img.is_file(): raise FileNotFoundError(f'{img}: no such file')
         if a.out_dir is not None:
-            for d in {o.parent for _, o, _ in jobs} | {n.parent for *_, n in jobs if n is not None}: d.mkdir(parents=True, exist_ok=True)
+            for d in {o.parent for _, o, _ in jobs} | {n.parent for *_, n in jobs if n is not None}:
+                if d.exists() and not d.is_dir(): raise NotADirectoryError(f'--out-dir/--normalized {d}: is a file, expected a folder')
+                d.mkdir(parents=True, exist_ok=True)
         for img, o, n in jobs: _check_outputs([o] + ([n] if n else []), a.overwrite, img)
         model = load_segmenter(a.checkpoint, a.device)
         for img, o, n in jobs:

@@ -4,8 +4,9 @@
 
 # %% ../nbs/06_train.ipynb #6bea9826
 from __future__ import annotations
-import argparse, json, math, os, sys, time, uuid
-from contextlib import nullcontext
+import argparse, json, math, os, re, shlex, signal, sys, threading, time, uuid
+import yaml
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict
 from datetime import timedelta
 from pathlib import Path
@@ -18,19 +19,21 @@ from torch.utils.data import DataLoader
 from .core import progress_bar  # the widget in JupyterLab, text under papermill
 
 import advnorm
-from .core import get_device, seed_everything, atomic_save, load_checkpoint, runs_dir, git_commit
+from .core import get_device, seed_everything, atomic_save, load_checkpoint, runs_dir, git_commit, temporary_beside
 from .experiments import Experiment, Preset, get_experiment, get_preset
-from .data import make_splits, PatchDataset, DomainBalancedSampler, input_normalizer
-from .synthetic import ensure_benchmark
+from .data import make_splits, PatchDataset, DomainBalancedSampler, input_normalizer, check_split, check_seed
+from .synthetic import ensure_benchmark, benchmark_dir
 from .sites import as_experiment, builtin_domains, cli_experiment, experiment_from_config, read_domains, run_tag
 from .networks import UNet3D, ResNet3D18
 from .losses import dice_loss, d_loss, g_adv_loss, identity_loss, get_adv_loss, gradient_penalty
 
 # %% auto #0
-__all__ = ['gs_step', 'd_step', 'resolve_data', 'load_experiment_data', 'setup_distributed', 'make_autocast', 'make_checkpoint',
-           'build_networks', 'build_optimizers', 'estimate_loss', 'resolve_preset', 'prepare_data', 'epoch_batches',
-           'setup_models', 'new_state', 'restore', 'NonFiniteLoss', 'identity_psnr', 'warmup_ends', 'gan_diagnostics',
-           'train', 'main']
+__all__ = ['RUN_FILES', 'RUN_FIELDS', 'gs_step', 'd_step', 'resolve_data', 'load_experiment_data', 'setup_distributed',
+           'make_autocast', 'make_checkpoint', 'build_networks', 'build_optimizers', 'estimate_loss', 'resolve_preset',
+           'prepare_data', 'epoch_batches', 'setup_models', 'new_state', 'restore', 'NonFiniteLoss', 'run_identity',
+           'run_mismatch', 'RunMismatch', 'describe_run', 'claim_run_folder', 'remove_run', 'TrainingInterrupted',
+           'stop_on_signal', 'cut_metrics', 'identity_psnr', 'warmup_ends', 'gan_diagnostics', 'train', 'main',
+           'parse_sets']
 
 # %% ../nbs/06_train.ipynb #d79f123e
 def gs_step(G, S, D, x, y, z, *, warmup: bool, identity: bool, lambda_adv: float, autocast, g_adv=g_adv_loss) -> dict:
@@ -58,19 +61,19 @@ def d_step(D, x, x_hat, z, autocast, d_fn=d_loss, gp_weight: float = 0., return_
     return (loss, logits.detach()) if return_logits else loss
 
 # %% ../nbs/06_train.ipynb #de46f8cf
-def resolve_data(data, preset: Preset, exp: Experiment | None = None) -> Path:
+def resolve_data(data, preset: Preset, exp: Experiment | None = None, progress: bool = True) -> Path:
     "The folder holding the datasets: the embedded benchmark for `'synthetic'`, else `data` itself (checked)."
     if str(data) == 'synthetic':  # the third domain is generated only for the experiments that need it
         third = 5 if exp is not None and 'LowField' in builtin_domains(exp) else 0
-        return ensure_benchmark(**preset.benchmark, n_third=third)
+        return ensure_benchmark(**preset.benchmark, n_third=third, progress=progress)
     root = Path(data).expanduser()
     if not root.is_dir(): raise FileNotFoundError(f"data={str(data)!r}: no such folder (use 'synthetic' or a folder holding iSEG/ and MRBrainS/TrainingData/)")
     return root
 
-def load_experiment_data(exp: Experiment, preset: Preset, data='synthetic', split='patch', seed=0):
+def load_experiment_data(exp: Experiment, preset: Preset, data='synthetic', split='patch', seed=0, progress: bool = True):
     "Read the domains `exp` needs (its own sites from their folders, the others from `data`) and split them: returns `Splits`."
-    if split not in ('patch', 'subject'): raise ValueError(f"split={split!r}: expected 'patch' (the paper's) or 'subject' (leak-free)")
-    root = resolve_data(data, preset, exp) if builtin_domains(exp) else None   # sites of one's own need no data root
+    check_split(split)
+    root = resolve_data(data, preset, exp, progress) if builtin_domains(exp) else None   # sites of one's own need no data root
     domains = read_domains(exp, preset.spacing_mm, root)
     missing = [d for d in exp.domains if not domains.get(d)]
     if missing: raise FileNotFoundError(f'data={str(data)!r}: no subjects found for domain(s) {missing} needed by exp {exp.exp}')
@@ -160,12 +163,12 @@ def resolve_preset(e: Experiment, preset, amp=None, **overrides) -> Preset:
                        changes=p.changes + (f'batch size rounded up to a multiple of the {len(e.train)} training domains',))
     return p
 
-def prepare_data(e: Experiment, p: Preset, data, split: str, seed: int, rank: int = 0, world: int = 1) -> dict:
+def prepare_data(e: Experiment, p: Preset, data, split: str, seed: int, rank: int = 0, world: int = 1, progress: bool = True) -> dict:
     "Splits, input normalization, training dataset, balanced sampler, validation loader and D's targets of a run."
     if world > 1:  # rank 0 generates the embedded benchmark (once) while the others wait
-        if rank == 0 and builtin_domains(e): resolve_data(data, p, e)
+        if rank == 0 and builtin_domains(e): resolve_data(data, p, e, progress)
         dist.barrier()
-    splits = load_experiment_data(e, p, data, split, seed)
+    splits = load_experiment_data(e, p, data, split, seed, progress and rank == 0)
     # the input normalization; Nyúl's standard scale (a baseline beyond the paper) is fitted on the training subjects
     norm = input_normalizer(e.input_norm, [splits.subjects[i] for i in sorted(set(splits.train[:, 0].tolist()))])
     train_ds = PatchDataset(splits, 'train', size=p.patch, norm=norm, domains=list(e.train))
@@ -186,7 +189,11 @@ def epoch_batches(rd: dict, p: Preset, state: dict, device):
     "The batches (x, y, z) left in the current epoch: a resumed run skips what its checkpoint already saw."
     rd['sampler'].set_epoch(state['epoch'])
     idx = list(rd['sampler'])[state['step_in_epoch'] * p.batch_size:]
-    for x, y, dom in DataLoader(rd['train_ds'], batch_size=p.batch_size, sampler=idx, num_workers=p.num_workers, drop_last=True):
+    loader = DataLoader(rd['train_ds'], batch_size=p.batch_size, sampler=idx, num_workers=p.num_workers, drop_last=True)
+    if state['step_in_epoch']:   # resumed mid-epoch: the run drew this loader's seed from torch's RNG before its checkpoint
+        with torch.random.fork_rng(devices=[]): batches = iter(loader)   # so do not draw it again
+    else: batches = iter(loader)
+    for x, y, dom in batches:
         yield x.to(device), y.to(device), rd['dom_map'][dom].to(device)
 
 # %% ../nbs/06_train.ipynb #0feb8cd5
@@ -205,13 +212,8 @@ def new_state(e: Experiment) -> dict:
     return {'epoch': 0, 'step_in_epoch': 0, 'step': 0, 'warmup': e.norm == 'G', 'warmup_end_step': None,
             'identity_psnr_db': None, 'best_val': float('inf'), 'best_step': None, 'best_epoch': None}
 
-def restore(ckpt_path: Path, e: Experiment, p: Preset, nets, opts, scheds, scaler, state: dict, device) -> None:
-    "Load a run's last checkpoint into the networks, optimisers, schedulers, scaler, `state` and the RNGs."
-    ck = load_checkpoint(ckpt_path, map_location=device)
-    if ck['config']['exp'] != e.exp or ck['config']['preset']['name'] != p.name:
-        raise ValueError(f"{ckpt_path} belongs to exp {ck['config']['exp']} / preset {ck['config']['preset']['name']!r}, not exp {e.exp} / {p.name!r}")
-    if experiment_from_config(ck['config']) != e:   # a spec of the same name with other domains, maps, norm or D
-        raise ValueError(f'{ckpt_path} belongs to another experiment named {e.exp!r} (other domains, folders, label maps, norm or D)')
+def restore(ck: dict, nets, opts, scheds, scaler, state: dict) -> None:
+    "Load a run's last checkpoint (checked by `claim_run_folder`) into the networks, optimisers, schedulers, scaler, `state` and the RNGs."
     for k, m in nets.items(): _unwrap(m).load_state_dict(ck['nets'][k])
     for k, o in opts.items(): o.load_state_dict(ck['opts'][k])
     for k, s in scheds.items(): s.load_state_dict(ck['scheds'][k])
@@ -239,6 +241,106 @@ def _check_writable(out: Path) -> None:
     while not parent.exists(): parent = parent.parent
     if not parent.is_dir(): raise NotADirectoryError(f'out={str(out)!r}: cannot be created, {parent} is a file')
     if not os.access(parent, os.W_OK | os.X_OK): raise PermissionError(f'out={str(out)!r}: {parent} is not writable')
+
+# %% ../nbs/06_train.ipynb #1248763d
+RUN_FILES = ('checkpoint.pt', 'best.pt', 'config.json', 'metrics.jsonl', 'results.json',
+             'examples.png', 'histograms.png', 'learning_curves.png')   # what a run leaves in its folder
+RUN_FIELDS = ('exp', 'experiment', 'preset', 'overrides', 'split', 'seed', 'data', 'benchmark')   # what makes it that run
+
+def run_identity(e: Experiment, p: Preset, data, split: str, seed: int, overrides: dict) -> dict:
+    "The `RUN_FIELDS` of a run about to start (the benchmark named, not generated)."
+    bench = None
+    if str(data) == 'synthetic' and builtin_domains(e):
+        bench = benchmark_dir(**p.benchmark, n_third=5 if 'LowField' in builtin_domains(e) else 0).name
+    return {'exp': e.exp, 'experiment': asdict(e), 'preset': p.to_dict(), 'overrides': dict(overrides), 'split': split,
+            'seed': seed, 'data': str(data), 'benchmark': bench}
+
+def _plain(v): return json.loads(json.dumps(v))   # tuples as lists, as in config.json
+
+def _same_folder(a, b) -> bool:
+    return 'synthetic' not in (a, b) and Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+def run_mismatch(saved: dict, now: dict) -> list[str]:
+    "Each of `RUN_FIELDS` where a saved run's config and the one asked for differ, as 'field: saved in the run, now asked'."
+    out = []
+    for k in RUN_FIELDS:
+        if k not in saved: continue            # a field older checkpoints did not record ('overrides')
+        a, b = _plain(saved.get(k)), _plain(now.get(k))
+        if a == b or (k == 'data' and _same_folder(a, b)): continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += [f'{k}.{f}: {a.get(f)!r} in the run, {b.get(f)!r} asked' for f in sorted(set(a) | set(b)) if a.get(f) != b.get(f)]
+        else: out.append(f'{k}: {a!r} in the run, {b!r} asked')
+    return out
+
+class RunMismatch(ValueError):
+    "Raised when a run folder holds another run than the one asked for."
+
+def describe_run(out: Path) -> str:
+    "One line on the run a folder holds (from its checkpoint, else its config.json), for messages."
+    try:
+        ck = load_checkpoint(out/'checkpoint.pt') if (out/'checkpoint.pt').is_file() else None
+        c, st = (ck['config'], ck['state']) if ck else (json.loads((out/'config.json').read_text()), {})
+        return (f"exp {c['exp']}, preset {c['preset']['name']!r}, {c['split']} split, seed {c['seed']}"
+                + (f", step {st['step']} of {c.get('total_steps', '?')}" if st else ', no checkpoint yet'))
+    except (OSError, ValueError, KeyError, TypeError): return 'files: ' + ', '.join(n for n in RUN_FILES if (out/n).exists())
+
+def claim_run_folder(out: Path, identity: dict, resume: bool, overwrite: bool) -> dict | None:
+    "Check that this run may use `out`: returns the checkpoint to resume, or None for a fresh run; raises naming what is wrong."
+    if resume and overwrite: raise ValueError('resume=True and overwrite=True: continue the run in `out`, or replace it, not both')
+    held = [n for n in RUN_FILES if (out/n).exists()]
+    if resume:
+        if not (out/'checkpoint.pt').exists(): raise FileNotFoundError(f'resume=True but there is no checkpoint at {out/"checkpoint.pt"}')
+        ck = load_checkpoint(out/'checkpoint.pt')
+        if not isinstance(ck, dict) or not {'config', 'state', 'nets'} <= set(ck):
+            raise ValueError(f'{out/"checkpoint.pt"} is not an advnorm training checkpoint (no config/state/nets)')
+        diff = run_mismatch(ck['config'], identity)
+        if diff: raise RunMismatch(f'{out/"checkpoint.pt"} is another run ({describe_run(out)}), not resumed: '
+                                   + '; '.join(diff[:8]) + (f'; and {len(diff) - 8} more' if len(diff) > 8 else ''))
+        return ck
+    if held and not overwrite:
+        raise FileExistsError(f'out={str(out)!r} holds a run ({describe_run(out)}); resume it (--resume) '
+                              'or replace it (--overwrite), or give another --out')
+    return None
+
+def remove_run(out: Path) -> None:
+    "Remove what a run left in `out` (`RUN_FILES`), before another run takes the folder."
+    for n in RUN_FILES: (out/n).unlink(missing_ok=True)
+
+# %% ../nbs/06_train.ipynb #7624c3f7
+class TrainingInterrupted(KeyboardInterrupt):
+    "Raised after a SIGINT/SIGTERM stopped training at a step boundary and the checkpoint was saved."
+    def __init__(self, out: Path, step: int): super().__init__(f'interrupted at step {step}; saved {out/"checkpoint.pt"}'); self.out, self.step = out, step
+
+@contextmanager
+def stop_on_signal(signals=(signal.SIGINT, signal.SIGTERM)):
+    "Within the block, the first of `signals` only sets a flag (read by calling the yielded function); a second acts as usual."
+    asked = []
+    if threading.current_thread() is not threading.main_thread(): yield lambda: False; return   # handlers: main thread only
+    old = {s: signal.getsignal(s) for s in signals}
+    def handler(sig, frame):
+        asked.append(sig)
+        for s, h in old.items(): signal.signal(s, h)   # the next one interrupts at once
+    for s in signals: signal.signal(s, handler)
+    try: yield lambda: bool(asked)
+    finally:
+        for s, h in old.items(): signal.signal(s, h)
+
+def _any_rank(flag: bool, world: int, device) -> bool:
+    "Whether `flag` is set on any rank (every rank must call this at the same step)."
+    if world == 1: return flag
+    t = torch.tensor([float(flag)], device=device); dist.all_reduce(t); return bool(t.item())
+
+def cut_metrics(path: Path, state: dict) -> None:
+    "Drop the records of `metrics.jsonl` written after the checkpoint whose `state` a run resumes from."
+    if not path.exists(): return
+    keep = []
+    for line in path.read_text().splitlines():
+        try: r = json.loads(line)
+        except ValueError: continue                                   # a line cut short by a kill
+        if r.get('step', 0) > state['step'] or 'train_seconds' in r or 'rank_weight_sums' in r: continue
+        if 'val_dice_loss' in r and r.get('epoch', 0) > state['epoch']: continue   # an epoch end not in the checkpoint
+        keep.append(line)
+    tmp = temporary_beside(path); tmp.write_text(''.join(l + '\n' for l in keep)); os.replace(tmp, path)
 
 # %% ../nbs/06_train.ipynb #474413f4
 @torch.no_grad()
@@ -278,49 +380,51 @@ def train(exp=7,                 # Table 1 row 1-7, a variant ('7-k3'), an `Expe
           out=None,              # run folder; default runs/exp{exp}-{preset}-{split}-seed{seed} (a spec: its name, not exp{exp})
           seed: int = 0,         # seeds the split, the initial weights and the sampler
           split: str = 'patch',  # 'patch' (the paper's 60/20/20) or 'subject' (leak-free)
-          resume: bool = False,  # continue from out/checkpoint.pt
+          resume: bool = False,  # continue the run in out/checkpoint.pt (refused if it is another run)
           device='auto',         # 'auto', 'cpu', 'cuda'
           amp=None,              # overrides preset.amp
           max_steps=None,        # stop after this many steps in total (with a checkpoint)
           progress: bool = True, # tqdm bar
           deterministic: bool = True,  # deterministic algorithms; False lets cuDNN autotune (faster on GPUs, not repeatable)
+          overwrite: bool = False,     # replace the run `out` holds (its checkpoints, records and figures are removed)
+          checkpoint_minutes: float = 5.,  # also save a checkpoint when this long has passed since the last one
           **overrides):          # any Preset field, e.g. epochs=2, lambda_adv=0.5
     "Train the networks of experiment `exp` (a Table 1 row or any domains); returns the run folder."
     e = as_experiment(exp)   # a spec's folders, layouts and label maps are checked here, before anything is read or written
     p = resolve_preset(e, preset, amp, **overrides)
-    if split not in ('patch', 'subject'): raise ValueError(f"split={split!r}: expected 'patch' or 'subject'")
-    if not (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0):
-        raise ValueError(f'seed={seed!r}: expected an integer >= 0')
+    check_split(split); check_seed(seed)
+    if max_steps is not None and not (isinstance(max_steps, int) and max_steps >= 1): raise ValueError(f'max_steps={max_steps!r}: expected an integer >= 1 (or None: the whole run)')
+    if not checkpoint_minutes > 0: raise ValueError(f'checkpoint_minutes={checkpoint_minutes!r}: expected a number of minutes > 0')
     out = Path(out) if out is not None else runs_dir()/f'{run_tag(e)}-{p.name}-{split}-seed{seed}'
     _check_writable(out)
-    ckpt_path = out/'checkpoint.pt'
-    if resume and not ckpt_path.exists(): raise FileNotFoundError(f'resume=True but there is no checkpoint at {ckpt_path}')
+    ck = claim_run_folder(out, run_identity(e, p, data, split, seed, overrides), resume, overwrite)
     rank, world, dev = setup_distributed(device)
     master = rank == 0
     seed_everything(seed, deterministic)
-    rd = prepare_data(e, p, data, split, seed, rank, world)
+    rd = prepare_data(e, p, data, split, seed, rank, world, progress)
     nets, opts, scheds = setup_models(e, p, dev, world)
     autocast, use_scaler = make_autocast(p.amp, dev)
     d_fn, g_adv, use_gp = get_adv_loss(p.adv_loss)
     if use_gp and world > 1: raise ValueError(f"adv_loss='wgan-gp' is not supported under DDP (its double backward bypasses the gradient all-reduce)")
     scaler = torch.amp.GradScaler('cuda') if use_scaler else None
     G, S, D = nets.get('G'), nets['S'], nets.get('D')
-    config = {'exp': e.exp, 'experiment': asdict(e), 'preset': p.to_dict(), 'data': str(data), 'split': split,
-              'seed': seed, 'world_size': world, 'device': str(dev), 'threads': torch.get_num_threads(),
-              'deterministic': deterministic, 'overrides': dict(overrides), 'git_commit': git_commit(), 'run_id': uuid.uuid4().hex,
-              'advnorm': advnorm.__version__, 'torch': str(torch.__version__), 'steps_per_epoch': rd['steps_per_epoch'],
-              'total_steps': p.epochs * rd['steps_per_epoch'], 'input_norm': e.input_norm, 'nyul_scale': getattr(rd['norm'], 'scale', None),
-              'benchmark': resolve_data(data, p, e).name if str(data) == 'synthetic' and builtin_domains(e) else None}
+    config = ck['config'] if ck else {   # a resumed run keeps the config it started with
+        **run_identity(e, p, data, split, seed, overrides), 'world_size': world, 'device': str(dev),
+        'threads': torch.get_num_threads(), 'deterministic': deterministic, 'git_commit': git_commit(), 'run_id': uuid.uuid4().hex,
+        'advnorm': advnorm.__version__, 'torch': str(torch.__version__), 'steps_per_epoch': rd['steps_per_epoch'],
+        'total_steps': p.epochs * rd['steps_per_epoch'], 'input_norm': e.input_norm, 'nyul_scale': getattr(rd['norm'], 'scale', None)}
     state = new_state(e)
-    if resume: restore(ckpt_path, e, p, nets, opts, scheds, scaler, state, dev)
+    if ck: restore(ck, nets, opts, scheds, scaler, state)
     if master:
         out.mkdir(parents=True, exist_ok=True)
-        (out/'config.json').write_text(json.dumps(config, indent=1))
-        if not resume and (out/'metrics.jsonl').exists(): (out/'metrics.jsonl').unlink()
-        if not resume and (out/'best.pt').exists(): (out/'best.pt').unlink()   # a best model of an earlier run is not ours
+        if ck: cut_metrics(out/'metrics.jsonl', state)
+        else:
+            remove_run(out)   # with overwrite: the old run's files; else there are none
+            (out/'config.json').write_text(json.dumps(config, indent=1))
     log = (lambda rec: _log(out/'metrics.jsonl', rec)) if master else (lambda rec: None)
+    if ck: log({'step': state['step'], 'resumed': True, 'threads': torch.get_num_threads(), 'device': str(dev), 'git_commit': git_commit()})
 
-    def save(path=ckpt_path, full=True):
+    def save(path=out/'checkpoint.pt', full=True):
         if not master: return
         ck = make_checkpoint(nets, opts, scheds, scaler, state, config)
         atomic_save(ck if full else {k: ck[k] for k in ('version', 'config', 'state', 'nets')}, path)
@@ -333,54 +437,59 @@ def train(exp=7,                 # Table 1 row 1-7, a variant ('7-k3'), an `Expe
 
     bar = progress_bar(total=p.epochs * rd['steps_per_epoch'], initial=state['step'], disable=not (progress and master),
                desc=f'exp {e.exp} ({p.name})', dynamic_ncols=True)
-    t0, stop = time.time(), False
-    while state['epoch'] < p.epochs and not stop:
-        for x, y, z in epoch_batches(rd, p, state, dev):
-            step, warmup = state['step'], state['warmup']
-            identity = warmup and step % p.identity_every == 0
-            # 1. the G+S update (D frozen); in the warm-up S learns on G's detached output, G only the identity
-            if D is not None: _unwrap(D).requires_grad_(False)
-            gs = gs_step(G, S, _unwrap(D) if D is not None else None, x, y, z, warmup=warmup, identity=identity,
-                         lambda_adv=p.lambda_adv, autocast=autocast, g_adv=g_adv)
-            _check_finite(gs, step, ckpt_path)
-            backward_step(gs['total'], ['S'] + (['G'] if G is not None and (not warmup or identity) else []))
-            rec = {k: round(v.item(), 5) for k, v in gs.items() if k != 'x_hat'}
-            # 2. the D update, on the real batch and the detached generated one
-            if D is not None:
-                _unwrap(D).requires_grad_(True)
-                ld, logits = d_step(D, x, gs['x_hat'], z, autocast, d_fn, p.gp_weight if use_gp else 0., return_logits=True)
-                _check_finite({'D': ld}, step, ckpt_path)
-                backward_step(ld, ['D'])
-                rec |= {'D': round(ld.item(), 5)} | {k: round(v, 4) for k, v in gan_diagnostics(logits, z).items()}
-            state['step'] += 1; state['step_in_epoch'] += 1
-            bar.update(1); bar.set_postfix({k: f'{v:.3f}' for k, v in rec.items() if k in ('dice', 'identity', 'adv', 'D')})
-            log({'step': state['step'], 'epoch': state['epoch'], 'warmup': warmup, **rec})
-            if max_steps is not None and state['step'] >= max_steps: stop = True; break
-        if stop: break
-        # 3. end of epoch: validation, end of the warm-up, best model, LR schedule, checkpoint
-        val = estimate_loss(G, S, rd['val_loader'], dev, autocast, p.val_batches)
-        rec = {'step': state['step'], 'epoch': state['epoch'] + 1, 'val_dice_loss': round(val, 5)}
-        if state['warmup']:
-            psnr = identity_psnr(G, rd['val_loader'], dev, autocast, p.val_batches)
-            state['identity_psnr_db'] = rec['identity_psnr_db'] = round(psnr, 2)
-            if warmup_ends(state['epoch'] + 1, psnr, p):
-                state.update(warmup=False, warmup_end_step=state['step'])
-        elif val < state['best_val']:   # the best model is chosen in the joint phase only
-            state.update(best_val=val, best_step=state['step'], best_epoch=state['epoch'] + 1); rec['best'] = True
-            save(out/'best.pt', full=False)
-        for s in scheds.values(): s.step(val)
-        state.update(epoch=state['epoch'] + 1, step_in_epoch=0)
-        log(rec | {'warmup': state['warmup'], 'lr': {k: o.param_groups[0]['lr'] for k, o in opts.items()}})
-        save()
+    t0, stop, interrupted, last_save = time.time(), False, False, time.time()
+    with stop_on_signal() as asked_to_stop:
+        while state['epoch'] < p.epochs and not stop:
+            for x, y, z in epoch_batches(rd, p, state, dev):
+                step, warmup = state['step'], state['warmup']
+                identity = warmup and step % p.identity_every == 0
+                # 1. the G+S update (D frozen); in the warm-up S learns on G's detached output, G only the identity
+                if D is not None: _unwrap(D).requires_grad_(False)
+                gs = gs_step(G, S, _unwrap(D) if D is not None else None, x, y, z, warmup=warmup, identity=identity,
+                             lambda_adv=p.lambda_adv, autocast=autocast, g_adv=g_adv)
+                _check_finite(gs, step, out/'checkpoint.pt')
+                backward_step(gs['total'], ['S'] + (['G'] if G is not None and (not warmup or identity) else []))
+                rec = {k: round(v.item(), 5) for k, v in gs.items() if k != 'x_hat'}
+                # 2. the D update, on the real batch and the detached generated one
+                if D is not None:
+                    _unwrap(D).requires_grad_(True)
+                    ld, logits = d_step(D, x, gs['x_hat'], z, autocast, d_fn, p.gp_weight if use_gp else 0., return_logits=True)
+                    _check_finite({'D': ld}, step, out/'checkpoint.pt')
+                    backward_step(ld, ['D'])
+                    rec |= {'D': round(ld.item(), 5)} | {k: round(v, 4) for k, v in gan_diagnostics(logits, z).items()}
+                state['step'] += 1; state['step_in_epoch'] += 1
+                bar.update(1); bar.set_postfix({k: f'{v:.3f}' for k, v in rec.items() if k in ('dice', 'identity', 'adv', 'D')})
+                log({'step': state['step'], 'epoch': state['epoch'], 'warmup': warmup, **rec})
+                if _any_rank(asked_to_stop(), world, dev): interrupted = stop = True; break
+                if max_steps is not None and state['step'] >= max_steps: stop = True; break
+                if time.time() - last_save >= 60 * checkpoint_minutes: save(); last_save = time.time()
+            if stop: break
+            # 3. end of epoch: validation, end of the warm-up, best model, LR schedule, checkpoint
+            val = estimate_loss(G, S, rd['val_loader'], dev, autocast, p.val_batches)
+            rec = {'step': state['step'], 'epoch': state['epoch'] + 1, 'val_dice_loss': round(val, 5)}
+            if state['warmup']:
+                psnr = identity_psnr(G, rd['val_loader'], dev, autocast, p.val_batches)
+                state['identity_psnr_db'] = rec['identity_psnr_db'] = round(psnr, 2)
+                if warmup_ends(state['epoch'] + 1, psnr, p):
+                    state.update(warmup=False, warmup_end_step=state['step'])
+            elif val < state['best_val']:   # the best model is chosen in the joint phase only
+                state.update(best_val=val, best_step=state['step'], best_epoch=state['epoch'] + 1); rec['best'] = True
+                save(out/'best.pt', full=False)
+            for s in scheds.values(): s.step(val)
+            state.update(epoch=state['epoch'] + 1, step_in_epoch=0)
+            log(rec | {'warmup': state['warmup'], 'lr': {k: o.param_groups[0]['lr'] for k, o in opts.items()}})
+            save(); last_save = time.time()
+            if _any_rank(asked_to_stop(), world, dev): interrupted = True; break
     save()
     bar.close()
     secs = time.time() - t0
     log({'step': state['step'], 'done': state['epoch'] >= p.epochs, 'train_seconds': round(secs, 2),
-         'patches_per_s': round(state['step'] * p.batch_size * world / max(secs, 1e-9), 2)})
+         'patches_per_s': round(state['step'] * p.batch_size * world / max(secs, 1e-9), 2)} | ({'interrupted': True} if interrupted else {}))
     if world > 1:  # every rank must hold the same weights: record it for the tests and the log
         h = sum(float(q.double().sum()) for m in nets.values() for q in _unwrap(m).parameters())
         hs = [None] * world; dist.all_gather_object(hs, h)
         log({'rank_weight_sums': hs})
+    if interrupted: raise TrainingInterrupted(out, state['step'])
     return out
 
 # %% ../nbs/06_train.ipynb #a941c2f9
@@ -403,10 +512,14 @@ def main(argv=None):
     ap.add_argument('--out', default=None, help='run folder')
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--split', default='patch', choices=['patch', 'subject'])
-    ap.add_argument('--resume', action='store_true')
+    ap.add_argument('--resume', action='store_true', help='continue the run in --out (refused if it is another run)')
+    ap.add_argument('--overwrite', action='store_true', help='replace the run --out holds (its checkpoints, records and figures)')
+    ap.add_argument('--checkpoint-minutes', type=float, default=5., help='also save a checkpoint this often (default 5), not only at epoch ends')
     ap.add_argument('--device', default='auto')
     ap.add_argument('--amp', default=None, choices=['auto', 'off', 'bf16', 'fp16'])
     ap.add_argument('--max-steps', type=int, default=None)
+    ap.add_argument('--set', action='append', default=[], metavar='FIELD=VALUE',
+                    help='change a preset field (repeat it), e.g. --set epochs=2 --set lambda_adv=0.5 --set lr={G: 1e-4, S: 1e-3, D: 1e-3}')
     ap.add_argument('--no-progress', action='store_true')
     ap.add_argument('--deterministic', action=argparse.BooleanOptionalAction, default=True,
                     help='deterministic algorithms (default); --no-deterministic lets cuDNN autotune: faster on GPUs, not repeatable')
@@ -414,12 +527,39 @@ def main(argv=None):
     try:
         exp = cli_experiment(a.exp, a.spec, a.domain, a.test_domain, a.label_map, a.norm, a.adversarial, a.name)
         run = train(exp, a.preset, a.data, a.out, a.seed, a.split, a.resume, a.device, a.amp, a.max_steps,
-                    progress=not a.no_progress, deterministic=a.deterministic)
+                    progress=not a.no_progress, deterministic=a.deterministic, overwrite=a.overwrite,
+                    checkpoint_minutes=a.checkpoint_minutes, **parse_sets(a.set))
     except (ValueError, OSError, NonFiniteLoss) as err:
         print(f'advnorm-train: error: {err}', file=sys.stderr); sys.exit(2)
+    except TrainingInterrupted as stop:   # saved at a step boundary: one line, and how to go on
+        again = [x for x in (argv if argv is not None else sys.argv[1:]) if x != '--overwrite'] + ['--resume'] * (not a.resume)
+        if a.out is None: again += ['--out', str(stop.out)]
+        if int(os.environ.get('RANK', 0)) == 0:
+            print(f'advnorm-train: {stop}; resume with: advnorm-train {shlex.join(again)}', file=sys.stderr)
+        sys.exit(130)
+    except KeyboardInterrupt:             # a second Ctrl-C: stopped at once, the last checkpoint on disk is whole
+        print('advnorm-train: stopped at once; the last saved checkpoint is whole, resume with --resume', file=sys.stderr); sys.exit(130)
     finally:
         if dist.is_initialized(): dist.destroy_process_group()
     if int(os.environ.get('RANK', 0)) == 0: print(f'run folder: {run}')   # no return value: the console script exits with it
+
+# %% ../nbs/06_train.ipynb #976823fe
+def _numbers(v):
+    "YAML 1.1 reads '1e-4' as a string: numbers written that way become floats (in mappings and lists too)."
+    if isinstance(v, dict): return {k: _numbers(x) for k, x in v.items()}
+    if isinstance(v, list): return [_numbers(x) for x in v]
+    if isinstance(v, str) and re.fullmatch(r'[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+', v): return float(v)
+    return v
+
+def parse_sets(items: list[str]) -> dict:
+    "Preset overrides from `--set FIELD=VALUE` arguments (VALUE read as YAML); a malformed one is named."
+    out = {}
+    for it in items:
+        field, eq, value = it.partition('=')
+        if not eq or not field.strip(): raise ValueError(f'--set {it!r}: expected FIELD=VALUE, e.g. --set epochs=2')
+        try: out[field.strip()] = _numbers(yaml.safe_load(value))
+        except yaml.YAMLError as err: raise ValueError(f'--set {it!r}: the value is not readable ({str(err).splitlines()[0]})') from None
+    return out
 
 # %% ../nbs/06_train.ipynb #ab1af0a2
 #| eval: false

@@ -1,7 +1,7 @@
 """Faults and bad inputs across readers, generator, patches, trainer, papermill and CLI: each stops with one error that
 names the culprit and leaves no partial output. A SIGKILLed run resumes to the very same weights, and a failing DDP
 rank ends the whole job instead of hanging. (The notebooks test their own bad inputs; these are the ones they don't.)"""
-import json, os, random, re, shutil, socket, subprocess, sys, time
+import json, os, random, re, shlex, shutil, signal, socket, subprocess, sys, time
 from pathlib import Path
 import numpy as np, nibabel as nib, pytest, torch
 from advnorm.core import atomic_save, load_checkpoint
@@ -103,19 +103,20 @@ def test_patch_faults(call, msg):
 
 # --- trainer: bad overrides, foreign or corrupt checkpoints, incomplete data -----------------------------------------
 def _corrupt_checkpoint(out): out.mkdir(); (out/'checkpoint.pt').write_bytes(b'half a checkpoint')
-def _foreign_checkpoint(out): out.mkdir(); atomic_save({'config': {'exp': 1, 'preset': {'name': 'smoke'}}}, out/'checkpoint.pt')
+def _foreign_checkpoint(out):
+    out.mkdir(); atomic_save({'config': {'exp': 1, 'preset': {'name': 'smoke'}}, 'state': {}, 'nets': {}}, out/'checkpoint.pt')
 
 TRAINER_FAULTS = {   # id: (prepare(out, data root), train kwargs, error, message)
     'batch-not-multiple-of-domains': (None, dict(batch_size=3), ValueError, r'batch_size=3: .*multiple of the 2 domains'),
     'unknown-optimizer':    (None, dict(optimizer='rmsprop'), ValueError, r"optimizer='rmsprop'"),
     'resume-corrupt-checkpoint': (lambda o, r: _corrupt_checkpoint(o), dict(resume=True), ValueError,
-                                  r'checkpoint .*/run/checkpoint\.pt could not be read'),
+                                  r'/run/checkpoint\.pt is not a readable advnorm checkpoint'),
     'resume-other-experiment': (lambda o, r: _foreign_checkpoint(o), dict(resume=True), ValueError,
-                                r"checkpoint\.pt belongs to exp 1 / preset 'smoke', not exp 7"),
+                                r"checkpoint\.pt is another run .*, not resumed: exp: 1 in the run, 7 asked"),
     'data-root-lacks-a-domain': (lambda o, r: shutil.rmtree(r/'MRBrainS'), {}, FileNotFoundError,
                                  r'MRBrainS TrainingData folder not found: .*/MRBrainS/TrainingData'),
     'empty-foreground': (lambda o, r: (shutil.rmtree(r), _write_root(r, empty=('iSEG', 'MRBrainS'))), dict(exp=1),
-                         ValueError, r'exp 1: no training patches'),
+                         ValueError, r"iSEG: subject\(s\) \[.*\] give no patch"),
 }
 
 def _snapshot(folder: Path) -> dict:
@@ -136,7 +137,7 @@ def _cli_corrupt(out, root): _corrupt_checkpoint(out); return ['--resume']
 CLI_FAULTS = {   # id: (prepare(out, data root) -> extra arguments, message)
     'device-tpu':     (lambda o, r: ['--device', 'tpu'], r"device='tpu'"),
     'amp-fp16-on-cpu': (lambda o, r: ['--amp', 'fp16', '--device', 'cpu'], r"amp='fp16' needs CUDA"),
-    'resume-corrupt-checkpoint': (_cli_corrupt, r'checkpoint .*/run/checkpoint\.pt could not be read'),
+    'resume-corrupt-checkpoint': (_cli_corrupt, r'/run/checkpoint\.pt is not a readable advnorm checkpoint'),
     'data-is-a-file': (lambda o, r: ['--data', str(r/'iSEG'/'subject-1-T1.hdr')], r"data='.*subject-1-T1\.hdr': no such folder"),
     'exp-not-a-number': (lambda o, r: ['--exp', 'seven'], r"exp='seven': expected one of \[1, 2, 3, 4, 5, 6, 7\]"),
 }
@@ -188,7 +189,7 @@ def test_cli_out_under_a_file(root, tmp_path, capsys):
 def test_domain_without_foreground_is_refused(root, tmp_path):
     "exp 7 with one domain whose labels are all background must not silently train on the other domain alone."
     shutil.rmtree(root); _write_root(root, empty=('MRBrainS',))
-    with pytest.raises(ValueError, match=r"exp 7: domain\(s\) \['MRBrainS'\] give no training patch"):
+    with pytest.raises(ValueError, match=r"MRBrainS: subject\(s\) \[.*\] give no patch"):
         train(7, 'smoke', root, tmp_path/'run', device='cpu', progress=False)
     assert not (tmp_path/'run').exists()
 
@@ -225,7 +226,9 @@ def test_sigkill_then_resume_gives_the_same_weights(tmp_path):
     assert full.wait(300) == 0, full.stderr.read()[-3000:]
     a, b = load_checkpoint(ref/'checkpoint.pt'), load_checkpoint(cut/'checkpoint.pt')
     assert a['state']['step'] == total and sorted(a['nets']) == ['D', 'G', 'S']
-    _assert_identical(a, b, f'checkpoint (seed {seed}, killed after step {target})')
+    assert a['config']['run_id'] != b['config']['run_id']      # two runs (each has its own id) ...
+    for k in ('nets', 'opts', 'scheds', 'scaler', 'state', 'rng'):   # ... that end on the very same weights
+        _assert_identical(a[k], b[k], f'checkpoint[{k!r}] (seed {seed}, killed after step {target})')
 
 def _assert_identical(a, b, where):
     "Every weight, optimiser moment, RNG state and counter of two checkpoints is the same, bit for bit."
@@ -261,3 +264,178 @@ def test_ddp_rank_failure_ends_the_job(mode, culprit, tmp_path):
                         str(_free_port()), str(script), mode], capture_output=True, text=True, env=ENV, timeout=180)
     assert r.returncode != 0 and time.time() - t0 < 120, r.stderr[-3000:]
     assert culprit in r.stderr and 'passed the collective' not in r.stdout, r.stderr[-3000:]
+
+# --- a run folder is one run: resume and re-use refuse another run, interrupts keep the work ---------------------------
+from advnorm.evaluate import evaluate_run
+from advnorm.segment import main as segment_main
+
+def _cli(args, capsys, entry=main):
+    "Run a console entry point in process: (exit code, stderr)."
+    try: entry(args); code = 0
+    except SystemExit as e: code = e.code
+    return code, capsys.readouterr().err
+
+def _train_args(root, out, *extra):
+    return ['--exp', '7', '--preset', 'smoke', '--data', str(root), '--out', str(out), '--no-progress', *extra]
+
+@pytest.fixture
+def finished(root, tmp_path, capsys):
+    "A finished exp 7 smoke run (patch split, seed 0) on the tiny data root, with a record and a figure beside it."
+    out = tmp_path/'run'
+    code, err = _cli(_train_args(root, out), capsys)
+    assert code == 0, err
+    (out/'results.json').write_text('{"exp": 7}'); (out/'examples.png').write_bytes(b'png')
+    return out
+
+RESUME_AS_ANOTHER = {   # id: (extra arguments, what the message must name: the field and both values)
+    'split': (['--split', 'subject'], ["split: 'patch' in the run, 'subject' asked"]),
+    'seed': (['--seed', '3'], ['seed: 0 in the run, 3 asked']),
+    'split-and-seed': (['--split', 'subject', '--seed', '3'], ["split: 'patch' in the run, 'subject' asked", 'seed: 0 in the run, 3 asked']),
+    'data': (['--data', '{other}'], ["data: '{root}' in the run, '{other}' asked"]),
+    'a-preset-field': (['--set', 'lambda_adv=0.1'], ['preset.lambda_adv: 1.0 in the run, 0.1 asked']),
+}
+
+@pytest.mark.parametrize('extra, fields', RESUME_AS_ANOTHER.values(), ids=RESUME_AS_ANOTHER)
+def test_resume_as_another_run_is_refused(extra, fields, finished, root, tmp_path, capsys):
+    other = _write_root(tmp_path/'other')
+    fmt = lambda s: s.format(root=root, other=other)
+    before = _snapshot(finished)
+    code, err = _cli(_train_args(root, finished, '--resume', *map(fmt, extra)), capsys)
+    assert code == 2 and 'Traceback' not in err and len(err.strip().splitlines()) == 1, err
+    assert 'is another run (exp 7' in err and all(fmt(f) in err for f in fields), err
+    assert _snapshot(finished) == before                       # byte for byte, config.json included
+
+def test_training_into_a_finished_run_is_refused_unless_overwrite(finished, root, capsys):
+    before = _snapshot(finished)
+    args = ['--exp', '6', *_train_args(root, finished)[2:]]
+    code, err = _cli(args, capsys)
+    assert code == 2 and "holds a run (exp 7, preset 'smoke', patch split, seed 0, step 6 of 6)" in err and '--overwrite' in err, err
+    assert _snapshot(finished) == before
+    code, err = _cli(args + ['--overwrite'], capsys)
+    assert code == 0, err
+    assert json.loads((finished/'config.json').read_text())['exp'] == 6 == load_checkpoint(finished/'checkpoint.pt')['config']['exp']
+    assert not (finished/'results.json').exists() and not (finished/'examples.png').exists()   # the old run's record and figure
+
+def test_papermill_out_holding_another_run_is_refused(finished, root, tmp_path):
+    before = _snapshot(finished)
+    r = subprocess.run([sys.executable, '-m', 'papermill', str(ROOT/'nbs'/'run_experiment.ipynb'), str(tmp_path/'o.ipynb'),
+                        '--log-level', 'WARNING', '-p', 'exp', '7', '-p', 'preset', 'smoke', '-p', 'data', str(root),
+                        '-p', 'out', str(finished), '-p', 'seed', '1'], capture_output=True, text=True, cwd=tmp_path, env=ENV, timeout=600)
+    assert r.returncode != 0 and 'seed: 0 in the run, 1 asked' in r.stderr, r.stderr[-3000:]
+    assert 'run_experiment: error:' in r.stderr and r.stderr.count('File "') <= 15, r.stderr[-3000:]   # papermill's own frames only
+    assert _snapshot(finished) == before
+
+def test_scoring_refuses_a_folder_whose_config_is_another_runs(finished, root):
+    (finished/'results.json').unlink()
+    cfg = json.loads((finished/'config.json').read_text()); (finished/'config.json').write_text(json.dumps(cfg | {'seed': 5}))
+    with pytest.raises(ValueError, match=r'config\.json is not the config of .*best\.pt \(they differ in seed\)'):
+        evaluate_run(finished, device='cpu', progress=False)
+    assert not (finished/'results.json').exists()
+
+def test_sigint_at_step_3_then_resume_gives_the_same_weights(root, tmp_path):
+    "Ctrl-C in an epoch of 40 steps: one line saying how to resume, exit 130; resuming ends on the uninterrupted weights."
+    cmd = lambda out: [sys.executable, '-m', 'advnorm.train', *_train_args(root, out, '--set', 'steps_per_epoch=40', '--set', 'epochs=2')]
+    ref = subprocess.run(cmd(tmp_path/'ref'), capture_output=True, text=True, env=ENV, timeout=900)
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    cut = tmp_path/'cut'
+    p = subprocess.Popen(cmd(cut), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while p.poll() is None and _last_step(cut/'metrics.jsonl') < 3 and time.time() - t0 < 300: time.sleep(0.002)
+    p.send_signal(signal.SIGINT)
+    assert p.wait(300) == 130, p.stderr.read()[-3000:]
+    err = p.stderr.read().strip()
+    assert len(err.splitlines()) == 1 and 'Traceback' not in err and 'resume with: advnorm-train ' in err, err
+    st = load_checkpoint(cut/'checkpoint.pt')['state']
+    assert 3 <= st['step'] < 40 and st['step_in_epoch'] == st['step'], st        # saved inside the first epoch
+    again = shlex.split(err.split('resume with: ')[1])
+    assert again[0] == 'advnorm-train' and '--resume' in again, again
+    r = subprocess.run([sys.executable, '-m', 'advnorm.train', *again[1:]], capture_output=True, text=True, env=ENV, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    a, b = load_checkpoint(tmp_path/'ref'/'checkpoint.pt'), load_checkpoint(cut/'checkpoint.pt')
+    assert a['state']['step'] == 80
+    for k in ('nets', 'opts', 'scheds', 'state', 'rng'): _assert_identical(a[k], b[k], f'{k} after a SIGINT at step {st["step"]}')
+    steps = [json.loads(l)['step'] for l in (cut/'metrics.jsonl').read_text().splitlines() if '"dice"' in l]
+    assert steps == list(range(1, 81)), steps                  # every step logged once: the interrupted tail was cut
+
+# --- one input check for training and segmentation ------------------------------------------------------------------
+def _offset_image(root: Path, subject: int = 1, offset: float = -1000.):
+    "Rewrite iSEG subject `subject`'s T1 with every intensity shifted by `offset` (e.g. all <= 0)."
+    image, label = _subject(subject)
+    WRITERS['iSEG'](root/'iSEG', subject, image + offset, label, AFFINE)
+    return root/'iSEG'/f'subject-{subject}-T1.hdr'
+
+@pytest.mark.parametrize('offset, what', [(-1000., 'offset'), (None, 'all-zero')])
+def test_training_and_segmentation_refuse_the_same_image_alike(offset, what, finished, root, tmp_path, capsys):
+    if offset is None:
+        image, label = _subject(2); WRITERS['iSEG'](root/'iSEG', 2, image * 0, label, AFFINE); img = root/'iSEG'/'subject-2-T1.hdr'
+    else: img = _offset_image(root)
+    code, train_err = _cli(_train_args(root, tmp_path/'new'), capsys)
+    code2, seg_err = _cli([str(img), '--checkpoint', str(finished/'checkpoint.pt'), '--out', str(tmp_path/'seg.nii.gz'), '--no-progress'],
+                          capsys, segment_main)
+    msg = f'{img.name}: no voxel in the brain is > 0'
+    assert code == code2 == 2 and msg in train_err and msg in seg_err, (train_err, seg_err)
+    assert train_err.split(msg)[1] == seg_err.split(msg)[1]    # the same words after the file's name
+    assert not (tmp_path/'new').exists() and not (tmp_path/'seg.nii.gz').exists()
+
+# --- clear one-line messages ----------------------------------------------------------------------------------------
+CLI_MESSAGES = {   # id: (extra train arguments, message)
+    'huge-seed': (['--seed', '99999999999999999999'], 'seed=99999999999999999999: expected an integer >= 0 and < 2**63'),
+    'max-steps-0': (['--max-steps', '0'], 'max_steps=0: expected an integer >= 1'),
+    'max-steps-negative': (['--max-steps', '-3'], 'max_steps=-3: expected an integer >= 1'),
+    'set-without-value': (['--set', 'epochs'], "--set 'epochs': expected FIELD=VALUE"),
+}
+
+@pytest.mark.parametrize('extra, msg', CLI_MESSAGES.values(), ids=CLI_MESSAGES)
+def test_train_cli_messages(extra, msg, root, tmp_path, capsys):
+    code, err = _cli(_train_args(root, tmp_path/'run', *extra), capsys)
+    assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path/'run').exists()
+
+def _not_a_checkpoint(kind, finished, tmp_path):
+    if kind == 'run-folder': return finished
+    f = tmp_path/('random.pt' if kind == 'random-bytes' else 'config.json')
+    f.write_bytes(os.urandom(4096)) if kind == 'random-bytes' else f.write_text((finished/'config.json').read_text())
+    return f
+
+@pytest.mark.parametrize('kind, msg', [('random-bytes', 'random.pt is not a readable advnorm checkpoint'),
+                                       ('config-json', 'config.json is not a readable advnorm checkpoint'),
+                                       ('run-folder', 'is a folder: give {run}/best.pt or {run}/checkpoint.pt')])
+def test_segment_checkpoint_messages(kind, msg, finished, root, tmp_path, capsys):
+    ck = _not_a_checkpoint(kind, finished, tmp_path)
+    code, err = _cli([str(root/'iSEG'/'subject-1-T1.hdr'), '--checkpoint', str(ck), '--out', str(tmp_path/'s.nii.gz'), '--no-progress'],
+                     capsys, segment_main)
+    assert code == 2 and msg.format(run=finished) in err and len(err.strip().splitlines()) == 1, err
+    assert 'weights_only=False' not in err and 'file an issue' not in err.lower(), err
+
+def test_segment_out_dir_that_is_a_file(finished, root, tmp_path, capsys):
+    (tmp_path/'segs').write_text('keep me')
+    code, err = _cli([str(root/'iSEG'/'subject-1-T1.hdr'), '--checkpoint', str(finished/'best.pt'), '--out-dir', str(tmp_path/'segs')],
+                     capsys, segment_main)
+    assert code == 2 and 'segs: is a file, expected a folder' in err and 'Errno' not in err, err
+    assert (tmp_path/'segs').read_text() == 'keep me'
+
+def test_affine_mismatch_is_one_line(root):
+    image, label = _subject(1)
+    WRITERS['iSEG'](root/'iSEG', 1, image, label, AFFINE)
+    lab = root/'iSEG'/'subject-1-label.hdr'
+    data = np.asanyarray(nib.load(lab).dataobj).copy()   # a copy: the file is rewritten below
+    nib.save(nib.AnalyzeImage(data, np.diag([4., 4., 5., 1.])), lab)
+    with pytest.raises(ValueError) as e: load_domains(root, spacing=None)
+    assert 'label affine does not match' in str(e.value) and '\n' not in str(e.value), str(e.value)
+
+def test_outputs_follow_the_umask_and_stale_temporaries_go(finished, root, tmp_path, capsys):
+    stale = tmp_path/'.seg.nii.gz.k1ll3d.nii.gz'; stale.write_bytes(b'x' * 1000)      # what a SIGKILL mid-write leaves
+    old = os.umask(0o022)
+    try: code, err = _cli([str(root/'iSEG'/'subject-1-T1.hdr'), '--checkpoint', str(finished/'best.pt'), '--out', str(tmp_path/'seg.nii.gz'),
+                           '--no-progress'], capsys, segment_main)
+    finally: os.umask(old)
+    assert code == 0, err
+    assert not stale.exists() and (tmp_path/'seg.nii.gz').stat().st_mode & 0o777 == 0o644
+    assert (finished/'checkpoint.pt').stat().st_mode & 0o777 == 0o666 & ~old   # written under the test's own umask
+
+def test_no_progress_draws_no_bar_while_generating(tmp_path):
+    r = subprocess.run([sys.executable, '-m', 'advnorm.train', '--exp', '1', '--preset', 'smoke', '--max-steps', '1', '--no-progress',
+                        '--out', str(tmp_path/'run')], capture_output=True, text=True, timeout=600,
+                       env={**ENV, 'ADVNORM_DATA': str(tmp_path/'data')})      # a fresh data folder: the benchmark is generated
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert any((tmp_path/'data'/'synthetic').iterdir()) and '%|' not in r.stderr and 'it/s' not in r.stderr, r.stderr[-2000:]
