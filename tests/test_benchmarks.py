@@ -15,3 +15,5 @@ def test_benchmark_quick_prints_the_table():
     ratios = [float(m) for m in re.findall(r'\| ([\d,.]+)x \|', r.stdout.replace(',', ''))]
     assert len(ratios) >= 5 and all(x > 0 for x in ratios), r.stdout
     assert 'same set on our grid: True' in r.stdout and 'labels agree on 100.0000% of voxels' in r.stdout, r.stdout
+    steps = [l for l in rows if l.startswith('| training step')]
+    assert len(steps) == 2 and all(float(re.search(r'; ([\d.]+) TFLOP/s\)', l)[1]) > 0 for l in steps), steps
