@@ -2,14 +2,24 @@
 
     python benchmarks/run.py            # a few minutes on a 2-core CPU
     python benchmarks/run.py --quick    # seconds: tiny sizes, a smoke test of this script (CI); the figures mean nothing
+    python benchmarks/run.py --device cuda --levers --profile   # what makes the paper preset's step fast on a GPU
+    python benchmarks/run.py --levers --quick --device cpu --no-compile --profile   # the same code path in seconds (CI)
 
 Timings on shared machines are noisy, so each pair is timed in alternating rounds in the same process and the table
 reports the ratio of the medians. Sections: the data loader against the training step it feeds, our foreground patch
 extraction against TorchIO's GridSampler with the same filter, the patch index against materialised patches,
-whole-volume inference against MONAI's sliding_window_inference called directly, and the G+S+D step of each preset.
+whole-volume inference against MONAI's sliding_window_inference called directly, and the G+S+D step of each preset,
+with the TFLOP/s it achieves (`advnorm.flops.step_flops` x steps/s) and, on a GPU, its share of the device's peak.
+
+`--levers` measures instead, in one run, the paper preset's step (batch 16) as the trainer runs it and with each speed
+lever alone — bf16, cuDNN autotuning, channels_last_3d, a fused optimizer (the paper's SGD with momentum, fused),
+no host sync per step, torch.compile in three modes (one of them CUDA graphs) — then with every lever that helped,
+together; `--profile` adds the top 15 CUDA kernels of the fastest setting. Each lever runs in its own try block under a time cap: one that fails or overruns
+says so in its row and the others still run.
 """
 from __future__ import annotations
-import argparse, os, platform, resource, statistics, sys, time
+import argparse, json, os, platform, resource, signal, statistics, sys, time
+from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -21,7 +31,9 @@ from advnorm.data import PatchDataset, DomainBalancedSampler, extract_patches, p
 from advnorm.evaluate import predict_volume
 from advnorm.experiments import get_experiment, get_preset
 from advnorm.synthetic import make_subject
-from advnorm.train import build_networks, build_optimizers, make_autocast, gs_step, d_step, load_experiment_data
+from advnorm.train import (build_networks, build_optimizers, make_autocast, gs_step, d_step, load_experiment_data,
+                           gan_diagnostics, _check_finite)
+from advnorm.flops import step_flops, achieved, peak_tflops
 
 PAPER_PATCHES_PER_S = 27_647 * 0.6 * 50 / (8 * 3600)   # the paper: 60 % of 27,647 patches x 50 epochs in 8 h, 2 GPUs
 ROWS = []
@@ -53,21 +65,42 @@ def side_by_side(a, b, rounds: int, dev=torch.device('cpu')) -> tuple[float, flo
     return statistics.median(ta), statistics.median(tb)
 
 # --- the training step -------------------------------------------------------------------------------------------
-def make_step(p, dev, exp=7, deterministic=True):
-    "A function doing one joint-phase iteration of the trainer on a batch: the G+S update, then the D update."
-    e = get_experiment(exp); seed_everything(0, deterministic)
-    nets = {k: m.to(dev).train() for k, m in build_networks(e, p).items()}
+# how the step is run: None for amp means the preset's; the defaults are train()'s (`advnorm.train`)
+BASE = dict(amp=None, deterministic=True, channels_last=False, fused=False, foreach=None, sync=True, compile=None)
+
+def make_step(p, dev, exp=7, deterministic=True, **settings):
+    """A function doing one joint-phase iteration of the trainer on a batch: the G+S update, then the D update.
+    `settings` (keys of BASE) change how it runs: autocast, memory format, optimizer implementation, torch.compile mode,
+    and `sync` — train()'s per-step host syncs (`_check_finite` and the `.item()` of its log record); off by default here."""
+    s = BASE | dict(deterministic=deterministic, sync=False) | settings
+    e = get_experiment(exp); seed_everything(0, s['deterministic'])
+    fmt = torch.channels_last_3d if s['channels_last'] else torch.contiguous_format
+    nets = {k: m.to(dev).train().to(memory_format=fmt) for k, m in build_networks(e, p).items()}
     opts = build_optimizers(nets, p)
-    autocast, scaled = make_autocast(p.amp, dev)
+    if s['fused'] or s['foreach'] is not None:   # the same optimizer and hyper-parameters, another implementation
+        kw = {'fused': True} if s['fused'] else {'foreach': s['foreach']}
+        opts = {k: type(o)(nets[k].parameters(), **(o.defaults | kw)) for k, o in opts.items()}
+    autocast, scaled = make_autocast(s['amp'] or p.amp, dev)
     scaler = torch.amp.GradScaler(dev.type, enabled=scaled)   # a pass-through unless fp16
     G, S, D = nets['G'], nets['S'], nets['D']
+    if s['compile']: G, S, D = (torch.compile(m, mode=s['compile']) for m in (G, S, D))
+    mark = torch.compiler.cudagraph_mark_step_begin if s['compile'] == 'reduce-overhead' else (lambda: None)
+    def update(loss, keys):                                    # train()'s backward_step
+        for k in keys: opts[k].zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        for k in keys: scaler.step(opts[k])
+        scaler.update()
     def step(x, y, z):
-        D.requires_grad_(False)                               # D is only a critic in the G+S update
+        mark()
+        nets['D'].requires_grad_(False)                        # D is only a critic in the G+S update
         gs = gs_step(G, S, D, x, y, z, warmup=False, identity=False, lambda_adv=p.lambda_adv, autocast=autocast)
-        for k in 'GS': opts[k].zero_grad(set_to_none=True)
-        scaler.scale(gs['total']).backward(); scaler.step(opts['G']); scaler.step(opts['S'])
-        D.requires_grad_(True); opts['D'].zero_grad(set_to_none=True)
-        scaler.scale(d_step(D, x, gs['x_hat'], z, autocast)).backward(); scaler.step(opts['D']); scaler.update()
+        if s['sync']: _check_finite(gs, 0, Path(os.devnull)); {k: v.item() for k, v in gs.items() if k != 'x_hat'}
+        update(gs['total'], 'SG')
+        nets['D'].requires_grad_(True)
+        ld, logits = d_step(D, x, gs['x_hat'], z, autocast, return_logits=True)
+        if s['sync']: _check_finite({'D': ld}, 0, Path(os.devnull))
+        update(ld, 'D')
+        if s['sync']: ld.item(); gan_diagnostics(logits, z)
     return step, nets
 
 def random_batch(p, n, dev):
@@ -184,9 +217,28 @@ def bench_train_steps(presets, quick, dev, budget_s=30.0):
         ps = batch / secs
         if dev.type == 'cuda': label += f', peak {torch.cuda.max_memory_allocated(dev) / 2**30:.1f} GiB'
         ref = dev.type == 'cuda' and name == 'paper'
-        row('training step', f'{label}: G+S+D patches/s ({n or 1} timed steps)' + (' vs the paper (2x RTX 2080 Ti)' if ref else ''),
+        rate = tflops_text(step_flops(p, 7, batch)['total'], 1 / secs, dev, conv_dtype(p.amp, dev))
+        row('training step', f'{label}: G+S+D patches/s ({n or 1} timed steps; {rate})' + (' vs the paper (2x RTX 2080 Ti)' if ref else ''),
             f'{ps:,.2f}', f'{PAPER_PATCHES_PER_S:.1f}' if ref else '', ps / PAPER_PATCHES_PER_S if ref else None, '')
         del step
+
+def conv_dtype(amp: str, dev) -> str:
+    "The data type the step's convolutions run in: autocast's; else tf32 on a GPU where cuDNN may use it (PyTorch's default)."
+    if amp == 'auto': amp = 'fp16' if dev.type == 'cuda' else 'off'
+    if amp != 'off': return amp
+    return 'tf32' if dev.type == 'cuda' and torch.backends.cudnn.allow_tf32 else 'fp32'
+
+def percent_of_peak(flops: float, steps_per_s: float, dev, dtype: str) -> tuple[float, float | None, str]:
+    "(TFLOP/s, % of the device's dense peak or None, the data type compared with): tf32 falls back to fp32 where a GPU has none."
+    name = torch.cuda.get_device_name(dev) if dev.type == 'cuda' else None
+    if name and dtype == 'tf32' and peak_tflops(name, 'tf32') is None: dtype = 'fp32'
+    return (*achieved(flops, steps_per_s, name, dtype), dtype)
+
+def tflops_text(flops: float, steps_per_s: float, dev, dtype: str) -> str:
+    "'x.xx TFLOP/s' and, on a GPU, its share of the peak ('unknown' if the device is not in advnorm.flops.PEAK_TFLOPS)."
+    tf, pct, dtype = percent_of_peak(flops, steps_per_s, dev, dtype)
+    if dev.type != 'cuda': return f'{tf:.3f} TFLOP/s'
+    return f'{tf:.2f} TFLOP/s, ' + (f'{pct:.1f} % of the {dtype} peak' if pct is not None else '% of peak unknown')
 
 def machine() -> str:
     load = ', '.join(f'{v:.1f}' for v in os.getloadavg()) if hasattr(os, 'getloadavg') else '?'
@@ -209,15 +261,190 @@ def bench_gpu(p, quick, dev, t0):
     bench_train_steps(GPU_STEPS + [('paper', 64, 'bf16', False)], quick, dev, budget_s=120)
     print_table(); print(f'\n{len(ROWS)} rows in {time.time() - t0:.0f} s')
 
+# --- levers: what makes the paper preset's step fast on a GPU ----------------------------------------------------
+LEVERS = [   # (row, settings changed from the baseline, needs CUDA)
+    ("baseline: the step as train() runs it (the preset's AMP, deterministic, host syncs for its log each step)", {}, False),
+    ('fp32 (amp off; convolutions in tf32 where cuDNN may)', {'amp': 'off'}, False),
+    ('bf16 autocast (no GradScaler)', {'amp': 'bf16'}, False),
+    ('cuDNN autotune (deterministic=False: cudnn.benchmark)', {'deterministic': False}, True),
+    ('channels_last_3d inputs and weights', {'channels_last': True}, False),
+    ('fused optimizer (fused=True)', {'fused': True}, False),
+    ('for-loop optimizer (foreach=False; foreach is the default on CUDA)', {'foreach': False}, False),
+    ('no .item() / host sync per step', {'sync': False}, False),
+    ("train(amp='bf16', deterministic=False): the trainer's fast settings today", {'amp': 'bf16', 'deterministic': False}, False),
+    ("torch.compile, mode 'default'", {'compile': 'default'}, False),
+    ("CUDA graphs: torch.compile, mode 'reduce-overhead'", {'compile': 'reduce-overhead'}, True),
+    ("torch.compile, mode 'max-autotune-no-cudagraphs'", {'compile': 'max-autotune-no-cudagraphs'}, False),
+]
+COMBINED = 'all helpful levers together'
+
+class OverBudget(Exception): "A lever ran past its time cap."
+
+def _alarm(seconds: float):
+    "Raise OverBudget in this (main) thread after `seconds`; 0 cancels. A no-op where there is no SIGALRM."
+    if not hasattr(signal, 'setitimer'): return
+    def fire(*_): raise OverBudget(f'over its time cap of {seconds:.0f} s')
+    signal.signal(signal.SIGALRM, fire); signal.setitimer(signal.ITIMER_REAL, max(seconds, 0))
+
+def time_step(p, dev, settings: dict, quick: bool, target_s: float = 2.0) -> dict:
+    "Build the step with `settings`, run its warm-up steps (compilation, autotuning) and time it on one random batch."
+    if dev.type == 'cuda': torch.cuda.empty_cache(); torch.cuda.reset_peak_memory_stats(dev)
+    try: from torch._dynamo.utils import counters; counters.clear()   # inductor counts the graphs it ran without CUDA graphs
+    except Exception: counters = None
+    step, nets = make_step(p, dev, **settings)
+    x, y, z = random_batch(p, p.batch_size, dev)
+    if settings.get('channels_last'): x = x.contiguous(memory_format=torch.channels_last_3d)
+    warm = 3 if settings.get('compile') else 2     # CUDA graph trees record on the 2nd call, replay from the 3rd
+    _sync(dev); t = time.perf_counter()
+    for _ in range(warm): step(x, y, z)
+    _sync(dev); t_warm = time.perf_counter() - t
+    t = time.perf_counter(); step(x, y, z); _sync(dev); one = time.perf_counter() - t
+    n = 1 if quick else max(3, min(30, round(target_s / max(one, 1e-3))))
+    t = time.perf_counter()
+    for _ in range(n): step(x, y, z)
+    _sync(dev); secs = (time.perf_counter() - t) / n
+    return dict(secs=secs, steps=n, setup_s=max(t_warm - warm * secs, 0.0),
+                cudagraph_skips=counters['inductor'].get('cudagraph_skips', 0) if counters is not None else 0,
+                peak_gib=torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == 'cuda' else None,
+                deterministic=torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.benchmark)
+
+def _release(dev):
+    "Forget compiled graphs and cached blocks between levers, so that each starts from the same state."
+    import gc; gc.collect()
+    try: torch._dynamo.reset()
+    except Exception: pass
+    if dev.type == 'cuda': torch.cuda.empty_cache()
+
+def profile_step(p, dev, settings: dict, steps: int = 5, top: int = 15) -> list[dict]:
+    "torch.profiler over `steps` steps (after warm-up): the `top` CUDA kernels by GPU time (on the CPU: the top operators)."
+    from torch.profiler import profile, ProfilerActivity
+    from torch.autograd import DeviceType
+    step, _ = make_step(p, dev, **settings)
+    x, y, z = random_batch(p, p.batch_size, dev)
+    if settings.get('channels_last'): x = x.contiguous(memory_format=torch.channels_last_3d)
+    for _ in range(3): step(x, y, z)
+    _sync(dev)
+    cuda = dev.type == 'cuda'
+    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+        for _ in range(steps): step(x, y, z)
+        _sync(dev)
+    def own(e): return (getattr(e, 'self_device_time_total', None) or getattr(e, 'self_cuda_time_total', 0)) if cuda else e.self_cpu_time_total
+    events = [e for e in prof.key_averages() if (e.device_type == DeviceType.CUDA) == cuda and own(e) > 0]
+    total = sum(own(e) for e in events) or 1
+    return [dict(name=e.key, calls=e.count // steps, ms_per_step=own(e) / 1e3 / steps, percent=100 * own(e) / total)
+            for e in sorted(events, key=own, reverse=True)[:top]]
+
+def _combine(rows: list[dict], base: dict) -> dict | None:
+    "The settings of every lever that beat the baseline by more than 2 %; of two that set the same thing, the faster."
+    helpful = sorted((r for r in rows if r['lever'] and r.get('patches_per_s') and r['patches_per_s'] > 1.02 * base['patches_per_s']),
+                     key=lambda r: r['patches_per_s'])      # slowest first: a faster lever's value wins
+    if not helpful: return None
+    return {k: v for r in helpful for k, v in r['settings'].items()}
+
+def bench_levers(quick: bool, dev, budget_s: float, compile_ok: bool, profile: bool, t0: float) -> dict:
+    "The paper preset's step (smoke widths with --quick) as the trainer runs it and with each lever; a markdown table."
+    p = get_preset('smoke', patch=16) if quick else get_preset('paper')   # --quick: smoke widths on 16³ patches
+    flops = step_flops(p, 7, p.batch_size)['total']
+    name = torch.cuda.get_device_name(dev) if dev.type == 'cuda' else platform.processor() or platform.machine()
+    print(f'levers: {p.name} preset, exp 7, batch {p.batch_size}, {p.patch}³ patches, {dev.type} ({name}); '
+          f'{flops / 1e12:.4f} TFLOP per step (advnorm.flops.step_flops); section budget {budget_s:.0f} s', flush=True)
+    deadline, reserve = time.time() + budget_s, (0 if quick else 60)   # kept for the combined row and the profile
+    cap_plain, cap_compile = (60, 120) if quick else (45, 100)
+    rows = []
+    def run_row(label, settings, needs_cuda, lever=True, cap=None):
+        r = dict(setting=label, settings=settings, lever=lever)
+        cap = cap or (cap_compile if settings.get('compile') else cap_plain)
+        cap = min(cap, deadline - time.time() - (reserve if lever else 0))
+        amp = settings.get('amp') or p.amp
+        if needs_cuda and dev.type != 'cuda': r['note'] = 'needs CUDA'
+        elif settings.get('compile') and not compile_ok: r['note'] = 'skipped (--no-compile)'
+        elif cap < 5: r['note'] = "skipped: over the section's time budget"
+        else:
+            try:
+                _alarm(cap)
+                m = time_step(p, dev, settings, quick)
+                _alarm(0)
+                tf, pct, dt = percent_of_peak(flops, 1 / m['secs'], dev, conv_dtype(amp, dev))
+                r.update(patches_per_s=p.batch_size / m['secs'], tflops=tf, percent_of_peak=pct, peak_dtype=dt,
+                         peak_gib=m['peak_gib'], deterministic=m['deterministic'], setup_s=m['setup_s'], steps=m['steps'])
+                if settings.get('compile') == 'reduce-overhead' and m['cudagraph_skips']:
+                    r['note'] = f"inductor ran {m['cudagraph_skips']} graph(s) without CUDA graphs (its reasons are in the log)"
+            except BaseException as err:   # OverBudget, CUDA errors, compile failures, KeyboardInterrupt reach here too
+                _alarm(0)
+                if isinstance(err, KeyboardInterrupt): raise
+                r['note'] = f'{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ""}'
+            finally: _release(dev)
+        rows.append(r)
+        print(f"  {time.time() - t0:6.0f} s  {label}: " + (f"{r['patches_per_s']:,.1f} patches/s" if 'patches_per_s' in r else r['note']), flush=True)
+        return r
+    for label, settings, needs_cuda in LEVERS: run_row(label, settings, needs_cuda, lever=bool(settings) and len(settings) == 1)
+    base = rows[0]
+    combined = _combine(rows, base) if base.get('patches_per_s') else None
+    if combined: run_row(f"{COMBINED}: {', '.join(f'{k}={v}' for k, v in combined.items())}", combined, False, lever=False,
+                         cap=cap_compile if combined.get('compile') else cap_plain)
+    else: rows.append(dict(setting=COMBINED, settings={}, lever=False, note='no lever beat the baseline by more than 2 %'))
+    out = dict(preset=p.name, batch=p.batch_size, device=name, torch=torch.__version__, flops_per_step=flops, rows=rows)
+    print_levers(out)
+    timed = [r for r in rows if r.get('patches_per_s')]
+    if profile and timed:
+        best = max(timed, key=lambda r: r['patches_per_s'])
+        try:
+            _alarm(max(deadline - time.time(), 20))
+            out['profile'] = dict(setting=best['setting'], kernels=profile_step(p, dev, best['settings']))
+            _alarm(0)
+            print_profile(out['profile'], dev)
+        except Exception as err:
+            _alarm(0); out['profile'] = dict(setting=best['setting'], error=f'{type(err).__name__}: {err}')
+            print(f"\nprofile of '{best['setting']}' failed: {out['profile']['error']}")
+        finally: _release(dev)
+    return out
+
+def print_levers(out: dict):
+    head = ('setting', 'patches/s', 'vs baseline', 'TFLOP/s', '% of peak', 'peak GPU memory', 'deterministic',
+            'compile / autotune s', 'timed steps', 'note')
+    print('\n| ' + ' | '.join(head) + ' |\n|' + '---|' * len(head))
+    base = out['rows'][0].get('patches_per_s')
+    for r in out['rows']:
+        if 'patches_per_s' not in r: print(f"| {r['setting']} |" + ' |' * (len(head) - 2) + f" {r['note']} |"); continue
+        pct = (f"{r['percent_of_peak']:.1f} ({r['peak_dtype']})" if r['percent_of_peak'] is not None
+               else 'unknown' if r['peak_gib'] is not None else '—')
+        det = ('yes' if r['deterministic'] else 'no') + (' (flags; compiled kernels not checked)'
+                                                         if r['settings'].get('compile') and r['deterministic'] else '')
+        print(f"| {r['setting']} | {r['patches_per_s']:,.1f} | {r['patches_per_s'] / base:.2f}x | {r['tflops']:.3f} | {pct} | "
+              + (f"{r['peak_gib']:.1f} GiB" if r['peak_gib'] is not None else '—')
+              + f" | {det} | {r['setup_s']:.1f} | {r['steps']} | {r.get('note', '')} |")
+    print(f"\n{out['flops_per_step'] / 1e12:.4f} TFLOP per step (advnorm.flops.step_flops); % of peak: of the device's dense peak "
+          "for the data type the convolutions ran in (advnorm.flops.PEAK_TFLOPS). compile / autotune s: the warm-up steps' "
+          "time beyond that of timed steps; a compiled row after another reuses inductor's caches of the earlier ones.")
+
+def print_profile(prof: dict, dev):
+    what = 'CUDA kernels by GPU time' if dev.type == 'cuda' else 'operators by CPU time (no GPU: the code path only)'
+    print(f"\ntorch.profiler, '{prof['setting']}': the top {len(prof['kernels'])} {what}, per step\n")
+    print('| kernel | calls per step | ms per step | % of the total |\n|---|---|---|---|')
+    for k in prof['kernels']:
+        print(f"| {k['name'][:110].replace('|', '/')} | {k['calls']} | {k['ms_per_step']:.3f} | {k['percent']:.1f} |")
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--quick', action='store_true', help='tiny sizes, seconds; for CI (figures meaningless)')
     ap.add_argument('--device', default='auto', help="where inference and the preset steps run: 'auto', 'cpu', 'cuda'")
     ap.add_argument('--gpu-only', action='store_true', help='with --device cuda: only the GPU sections (inference, preset steps)')
+    ap.add_argument('--levers', action='store_true', help="only the speed levers of the paper preset's step (smoke widths with --quick)")
+    ap.add_argument('--no-compile', action='store_true', help='with --levers: skip the torch.compile levers (slow to compile on a CPU)')
+    ap.add_argument('--profile', action='store_true', help='with --levers: the top 15 CUDA kernels of the fastest setting (torch.profiler)')
+    ap.add_argument('--budget', type=float, default=None, help='with --levers: seconds for the whole section (default 240; 120 with --quick)')
+    ap.add_argument('--json', default=None, help='also write the results to this JSON file')
     a = ap.parse_args(argv)
     t0, dev = time.time(), get_device(a.device)
     print(f'machine: {machine()}', flush=True)
     if a.gpu_only and dev.type != 'cuda': ap.error('--gpu-only needs --device cuda (or auto on a machine with a GPU)')
+    if (a.no_compile or a.profile or a.budget) and not a.levers: ap.error('--no-compile, --profile and --budget go with --levers')
+    if a.levers:
+        out = bench_levers(a.quick, dev, a.budget or (120 if a.quick else 240), not a.no_compile, a.profile, t0)
+        out['machine'] = machine()
+        if a.json: Path(a.json).write_text(json.dumps(out, indent=1, default=str))
+        print(f'\nlevers section in {time.time() - t0:.0f} s' + (' (--quick: smoke widths, figures not meaningful)' if a.quick else ''))
+        return out
     p = get_preset('smoke' if a.quick else 'quick')
     if a.gpu_only: return bench_gpu(p, a.quick, dev, t0)
     splits, ds = bench_loader(p, a.quick)
@@ -238,6 +465,7 @@ def main(argv=None):
         bench_train_steps(GPU_STEPS, a.quick, dev, budget_s=120)
     row('memory', 'peak RSS of the whole run', f'{peak_rss_mib():,.0f} MiB')
     print_table()
+    if a.json: Path(a.json).write_text(json.dumps(dict(machine=machine(), rows=ROWS), indent=1))
     print(f'\n{len(ROWS)} rows in {time.time() - t0:.0f} s' + (' (--quick: tiny sizes, figures not meaningful)' if a.quick else ''))
 
 if __name__ == '__main__': main()

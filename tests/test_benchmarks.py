@@ -1,5 +1,7 @@
-"The benchmark script runs end to end in its --quick mode (a smoke test: its figures are not checked, only its table)."
-import os, re, subprocess, sys
+"""The benchmark scripts run end to end in their quick CPU modes (smoke tests: their figures are not checked, only their
+tables and files): benchmarks/run.py --quick, and benchmarks/gpu_speed.sh (run.py --levers --profile, the benchmark,
+one epoch) at smoke sizes on the CPU."""
+import json, os, re, subprocess, sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -15,3 +17,31 @@ def test_benchmark_quick_prints_the_table():
     ratios = [float(m) for m in re.findall(r'\| ([\d,.]+)x \|', r.stdout.replace(',', ''))]
     assert len(ratios) >= 5 and all(x > 0 for x in ratios), r.stdout
     assert 'same set on our grid: True' in r.stdout and 'labels agree on 100.0000% of voxels' in r.stdout, r.stdout
+    steps = [l for l in rows if l.startswith('| training step')]
+    assert len(steps) == 2 and all(float(re.search(r'; ([\d.]+) TFLOP/s\)', l)[1]) > 0 for l in steps), steps
+
+def test_gpu_speed_script_quick_on_cpu(tmp_path):
+    "gpu_speed.sh with QUICK=1 DEVICE=cpu: every lever has its row (timed, 'needs CUDA' or skipped), a profile, one epoch."
+    sys.path.insert(0, str(ROOT/'benchmarks'))
+    from run import LEVERS, COMBINED
+    r = subprocess.run(['bash', str(ROOT/'benchmarks'/'gpu_speed.sh'), str(tmp_path)], capture_output=True, text=True,
+                       timeout=600, env={**os.environ, 'OMP_NUM_THREADS': '1', 'QUICK': '1', 'DEVICE': 'cpu'})
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert {p.name for p in tmp_path.iterdir()} == {'gpu_speed.log', 'levers.md', 'levers.json', 'data.json', 'epoch.json', 'summary.json'}
+    table = (tmp_path/'levers.md').read_text()
+    assert '| setting | patches/s | vs baseline | TFLOP/s | % of peak | peak GPU memory | deterministic |' in table, table
+    lev = json.loads((tmp_path/'levers.json').read_text())
+    rows = {r['setting'].split(':')[0] if r['setting'].startswith(COMBINED) else r['setting']: r for r in lev['rows']}
+    assert set(rows) == {name for name, *_ in LEVERS} | {COMBINED}, list(rows)
+    for name, settings, needs_cuda in LEVERS:
+        row = rows[name]
+        if needs_cuda: assert row['note'] == 'needs CUDA', row
+        elif settings.get('compile'): assert row['note'] == 'skipped (--no-compile)', row
+        else: assert row['patches_per_s'] > 0 and row['tflops'] > 0 and row['percent_of_peak'] is None, row
+    assert lev['flops_per_step'] > 0 and lev['profile']['kernels'] and len(lev['profile']['kernels']) <= 15, lev.get('profile')
+    assert 'torch.profiler' in table and '| kernel | calls per step | ms per step | % of the total |' in table
+    ep = json.loads((tmp_path/'epoch.json').read_text())
+    assert ep['completed'] and ep['steps_seen'] == ep['steps_per_epoch'] and ep['warmup_patches_per_s'] > 0, ep
+    assert ep['extrapolation']['joint_patches_per_s'] > 0, ep['extrapolation']
+    summary = json.loads((tmp_path/'summary.json').read_text())
+    assert set(summary) == {'levers', 'data', 'epoch'} and 'done in' in (tmp_path/'gpu_speed.log').read_text()
