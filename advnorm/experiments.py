@@ -9,7 +9,9 @@ from dataclasses import dataclass, field, asdict, replace
 import numpy as np
 
 # %% auto #0
-__all__ = ['NORMS', 'BOTH', 'EXPERIMENTS', 'THREE', 'VARIANTS', 'PRESETS', 'Experiment', 'get_experiment', 'Preset', 'get_preset']
+__all__ = ['NORMS', 'BOTH', 'EXPERIMENTS', 'THREE', 'VARIANTS', 'LATER_FIELDS', 'PRESETS', 'JOURNAL_OVERRIDES', 'JOURNAL_LAMBDAS',
+           'JOURNAL_SETTINGS', 'JOURNAL_CHANGES', 'VARIANT_PRESETS', 'Experiment', 'get_experiment', 'Preset',
+           'get_preset', 'variant_preset']
 
 # %% ../nbs/05_experiments.ipynb #6880a32c
 NORMS = ('none', 'zscore', 'G', 'whitestripe', 'nyul')   # the last two: classic baselines beyond the paper
@@ -47,12 +49,13 @@ EXPERIMENTS = {e.exp: e for e in [
 ]}
 
 THREE = ('iSEG', 'MRBrainS', 'LowField')
-VARIANTS = {e.exp: e for e in [   # beyond the paper: classic baselines of exp 5, and K = 3 domains (a third scanner)
+VARIANTS = {e.exp: e for e in [   # beyond the paper: baselines of exp 5, K = 3 domains (a third scanner), the journal's objective
     Experiment('5-whitestripe', 'Standardized by WhiteStripe', BOTH, BOTH, 'whitestripe', False),
     Experiment('5-nyul', 'Standardized by Nyúl histogram matching', BOTH, BOTH, 'nyul', False),
     Experiment('5-k3', 'Standardized, 3 domains', THREE, THREE, 'zscore', False),
     Experiment('6-k3', 'Without constraint, 3 domains', THREE, THREE, 'G', False),
     Experiment('7-k3', 'Adversarially normalized, 3 domains', THREE, THREE, 'G', True),
+    Experiment('7-journal', 'Adversarially normalized, journal objective (domain confusion)', BOTH, BOTH, 'G', True),
 ]}
 
 def get_experiment(exp) -> Experiment:
@@ -65,6 +68,8 @@ def get_experiment(exp) -> Experiment:
     return EXPERIMENTS[key]
 
 # %% ../nbs/05_experiments.ipynb #eb5fe201
+LATER_FIELDS = ('d_steps', 'd_class_weights', 'pool_size')   # added after runs were recorded: written only when set
+
 @dataclass(frozen=True)
 class Preset:
     "The compute budget of a run; the method itself is the same in every preset."
@@ -96,13 +101,18 @@ class Preset:
     warmup_max_epochs: int = 10       # ... or after this many epochs (then results.json says the criterion was missed)
     g_residual: bool = False          # G(x) = x + U(x), starting as the identity (see 03_networks)
     lambda_adv: float = 1.0           # weight λ of the adversarial term
-    adv_loss: str = 'log'             # 'log' (the paper's), 'lsgan' or 'wgan-gp' (beyond the paper, see 04_losses)
+    adv_loss: str = 'log'             # 'log' (the paper's); beyond it 'lsgan', 'wgan-gp' or 'confusion' (the journal's), see 04_losses
     gp_weight: float = 10.0           # γ of the WGAN-GP gradient penalty
+    d_steps: int = 1                  # D updates per G+S step (the journal: 3)
+    d_class_weights: float | tuple | None = None  # D's class weights (04_losses.d_loss): None the paper's 2/3 and 1/3, a number the weight of 'generated' (real domains 1), or K + 1 weights
+    pool_size: int = 0                # patches in each of D's image histories (04_losses.ImagePool); 0: D sees the current batch only
     changes: tuple[str, ...] = ()     # departures from the paper, reported in results.json
 
     def __post_init__(self): _check_preset(self)
 
-    def to_dict(self) -> dict: return asdict(self)
+    def to_dict(self) -> dict:
+        "The fields as plain values; those of `LATER_FIELDS` only when they differ from their default."
+        return {k: v for k, v in asdict(self).items() if k not in LATER_FIELDS or v != self.__dataclass_fields__[k].default}
 
     @classmethod
     def from_dict(cls, d: dict) -> 'Preset':
@@ -111,7 +121,7 @@ class Preset:
 
 # %% ../nbs/05_experiments.ipynb #a2692969
 _AMP = ('auto', 'off', 'bf16', 'fp16')
-_ADV = ('log', 'lsgan', 'wgan-gp')        # the names of advnorm.losses.ADV_LOSSES
+_ADV = ('log', 'lsgan', 'wgan-gp', 'confusion')   # the names of advnorm.losses.ADV_LOSSES
 
 def _check_preset(p) -> None:
     "Raise one ValueError naming the first field of preset `p` that cannot work."
@@ -125,7 +135,7 @@ def _check_preset(p) -> None:
         w = getattr(p, f)
         if not (isinstance(w, tuple) and w and all(is_int(c, 1) for c in w)): bad(f, 'a non-empty tuple of channel counts >= 1')
     for f, lo in (('d_width', 1), ('batch_size', 1), ('epochs', 1), ('warmup_epochs', 0), ('num_workers', 0),
-                  ('stride', 1), ('identity_every', 1)):
+                  ('stride', 1), ('identity_every', 1), ('d_steps', 1), ('pool_size', 0)):
         if not is_int(getattr(p, f), lo): bad(f, f'an integer >= {lo}')
     for f in ('steps_per_epoch', 'val_batches', 'test_patches', 'eval_volumes'):
         if getattr(p, f) is not None and not is_int(getattr(p, f), 1): bad(f, 'None or an integer >= 1')
@@ -144,6 +154,13 @@ def _check_preset(p) -> None:
     if not is_int(p.warmup_max_epochs, p.warmup_epochs): bad('warmup_max_epochs', f'an integer >= warmup_epochs ({p.warmup_epochs})')
     if not is_num(p.identity_psnr_db, 0): bad('identity_psnr_db', 'a PSNR in dB >= 0')
     if not isinstance(p.g_residual, bool): bad('g_residual', 'True or False')
+    w = p.d_class_weights
+    if w is not None:
+        ws = (w,) if isinstance(w, (int, float, np.number)) and not isinstance(w, bool) else w if isinstance(w, tuple) and len(w) >= 3 else ()
+        if not (ws and all(is_num(v, 0) for v in ws)):
+            bad('d_class_weights', "None, the weight of 'generated' (a number >= 0) or a tuple of K + 1 >= 3 weights >= 0")
+        if p.adv_loss not in ('log', 'confusion'):
+            bad('d_class_weights', f"None with adv_loss={p.adv_loss!r} (they weigh the log loss of D: adv_loss 'log' or 'confusion')")
 
 # %% ../nbs/05_experiments.ipynb #6eaf9964
 _PAPER_LR = {'G': 1e-5, 'S': 1e-4, 'D': 1e-4}
@@ -177,3 +194,35 @@ def get_preset(preset, **overrides) -> Preset:
     unknown = set(overrides) - set(Preset.__dataclass_fields__)
     if unknown: raise ValueError(f'unknown preset field(s) {sorted(unknown)}; fields are {sorted(Preset.__dataclass_fields__)}')
     return replace(p, **overrides) if overrides else p
+
+# %% ../nbs/05_experiments.ipynb #3e7e59c9
+JOURNAL_OVERRIDES = dict(adv_loss='confusion', d_class_weights=0.33, d_steps=3, pool_size=64)
+JOURNAL_LAMBDAS = (0.01, 0.1, 1.0)   # lambda_adv of the sweep; the one kept has the lowest validation Dice loss, never test
+JOURNAL_SETTINGS = (   # (setting, the journal's, this variant's, why)
+    ("G's adversarial term", "domain confusion -log(1 - p_z - p_gen)", "adv_loss='confusion'", 'taken: the objective under study'),
+    ("D's class weights", "1 per real domain, 0.33 'generated' (cancelled in their weighted-mean NLLLoss)", 'd_class_weights=0.33',
+     "taken as configured; d_class_weights=1.0 is what their runs computed (04_losses)"),
+    ('D updates per G+S step', '3', 'd_steps=3', 'taken'),
+    ("D's image histories (real, generated)", '576 patches each, 8 batches of 72', 'pool_size=64',
+     "taken, scaled to 8 batches of the quick preset's 8"),
+    ('lambda', 'swept from 1e-4 to 10', f'lambda_adv in {JOURNAL_LAMBDAS}', 'chosen on the validation Dice loss, never on test'),
+    ('identity warm-up', 'none, joint training from the first step', "the preset's (quick: 1-2 epochs)",
+     'not taken: the variant differs from exp 7 by its objective only'),
+    ('optimisers', 'Adam, lr G and S 1e-3, D 1e-4, weight decay 1e-3', "the preset's (quick: Adam, G/S/D 1e-4/1e-3/1e-3)",
+     'not taken, as the warm-up'),
+    ('budget', 'batch 72, up to 200 epochs', "the preset's (quick: 320 steps of 8)", 'not taken: the CPU budget'),
+    ('networks', "leaky ReLU U-Nets with interpolation, G's output through a sigmoid", "exp 7's", 'not taken, as the warm-up'),
+    ('order of the steps', 'D steps, then the G+S step', 'the G+S step, then D steps', "not taken: exp 7's loop"),
+)
+JOURNAL_CHANGES = tuple(f'journal objective, {s}: {ours} (journal: {theirs}; {why})' for s, theirs, ours, why in JOURNAL_SETTINGS)
+VARIANT_PRESETS = {'7-journal': (JOURNAL_OVERRIDES, JOURNAL_CHANGES)}   # variants that change the preset: (fields, changes)
+
+def variant_preset(exp,         # an `Experiment` or a registry key (7, '7-journal')
+                   preset,      # 'smoke', 'quick', 'paper' or a Preset
+                   **overrides  # any Preset field; wins over the variant's
+                  ) -> Preset:
+    "The preset of a run of `exp`: `preset` with the variant's fields (`VARIANT_PRESETS`) under `overrides`, its changes added."
+    key = exp.exp if isinstance(exp, Experiment) else exp
+    fields, notes = VARIANT_PRESETS.get(key, ({}, ())) if isinstance(key, str) else ({}, ())
+    p = get_preset(preset, **(fields | overrides))
+    return get_preset(p, changes=p.changes + notes) if notes else p
