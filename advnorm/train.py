@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse, json, math, os, re, shlex, signal, sys, threading, time, uuid
 import yaml
 from contextlib import contextmanager, nullcontext
+from functools import partial
 from dataclasses import asdict
 from datetime import timedelta
 from pathlib import Path
@@ -20,12 +21,12 @@ from .core import progress_bar  # the widget in JupyterLab, text under papermill
 
 import advnorm
 from .core import get_device, seed_everything, atomic_save, load_checkpoint, runs_dir, git_commit, temporary_beside
-from .experiments import Experiment, Preset, get_experiment, get_preset
+from .experiments import Experiment, Preset, get_experiment, get_preset, variant_preset
 from .data import make_splits, PatchDataset, DomainBalancedSampler, input_normalizer, check_split, check_seed
 from .synthetic import ensure_benchmark, benchmark_dir
 from .sites import as_experiment, builtin_domains, cli_experiment, experiment_from_config, read_domains, run_tag
 from .networks import UNet3D, ResNet3D18
-from .losses import dice_loss, d_loss, g_adv_loss, identity_loss, get_adv_loss, gradient_penalty
+from .losses import dice_loss, d_loss, g_adv_loss, identity_loss, get_adv_loss, gradient_penalty, ImagePool
 
 # %% auto #0
 __all__ = ['RUN_FILES', 'RUN_FIELDS', 'gs_step', 'd_step', 'resolve_data', 'load_experiment_data', 'setup_distributed',
@@ -49,7 +50,7 @@ def gs_step(G, S, D, x, y, z, *, warmup: bool, identity: bool, lambda_adv: float
     with autocast(): logits = S(x_hat.detach() if warmup else x_hat)
     out['dice'] = dice_loss(logits, y)
     if D is not None and not warmup:
-        with autocast(): out['adv'] = g_adv(D(x_hat).float())
+        with autocast(): out['adv'] = g_adv(D(x_hat).float(), z)   # z: the journal's term needs each patch's own domain
     out['total'] = out['dice'] + out.get('identity', 0.) + lambda_adv * out.get('adv', 0.)
     return out | {'x_hat': x_hat.detach()}
 
@@ -112,9 +113,9 @@ def _set_rng_state(s: dict):
     torch.set_rng_state(s['torch'])
     n = s['numpy']; np.random.set_state((n[0], n[1].numpy().astype(np.uint32), *n[2:]))
 
-def make_checkpoint(nets: dict, opts: dict, scheds: dict, scaler, state: dict, config: dict) -> dict:
+def make_checkpoint(nets: dict, opts: dict, scheds: dict, scaler, state: dict, config: dict, pools=()) -> dict:
     "The checkpoint dict of a run (all tensors and plain Python values, loadable with weights_only=True)."
-    return {'version': advnorm.__version__, 'config': config, 'state': dict(state), 'rng': _rng_state(),
+    return ({'pools': [q.state_dict() for q in pools]} if pools else {}) | {'version': advnorm.__version__, 'config': config, 'state': dict(state), 'rng': _rng_state(),
             'nets': {k: _unwrap(m).state_dict() for k, m in nets.items()},
             'opts': {k: o.state_dict() for k, o in opts.items()},
             'scheds': {k: s.state_dict() for k, s in scheds.items()},
@@ -154,7 +155,7 @@ def estimate_loss(G, S, loader, device, autocast, max_batches=None) -> float:
 # %% ../nbs/06_train.ipynb #a9b7ae3c
 def resolve_preset(e: Experiment, preset, amp=None, **overrides) -> Preset:
     "The run's preset: `overrides` and `amp` applied, the batch rounded up to a multiple of the training domains."
-    p = get_preset(preset, **overrides)
+    p = variant_preset(e, preset, **overrides)   # a variant such as '7-journal' brings its own preset fields
     if amp is not None: p = get_preset(p, amp=amp)
     if p.batch_size % len(e.train):  # every batch holds the training domains in equal shares
         if 'batch_size' in overrides:
@@ -212,12 +213,13 @@ def new_state(e: Experiment) -> dict:
     return {'epoch': 0, 'step_in_epoch': 0, 'step': 0, 'warmup': e.norm == 'G', 'warmup_end_step': None,
             'identity_psnr_db': None, 'best_val': float('inf'), 'best_step': None, 'best_epoch': None}
 
-def restore(ck: dict, nets, opts, scheds, scaler, state: dict) -> None:
+def restore(ck: dict, nets, opts, scheds, scaler, state: dict, pools=(), device='cpu') -> None:
     "Load a run's last checkpoint (checked by `claim_run_folder`) into the networks, optimisers, schedulers, scaler, `state` and the RNGs."
     for k, m in nets.items(): _unwrap(m).load_state_dict(ck['nets'][k])
     for k, o in opts.items(): o.load_state_dict(ck['opts'][k])
     for k, s in scheds.items(): s.load_state_dict(ck['scheds'][k])
     if scaler is not None and ck['scaler']: scaler.load_state_dict(ck['scaler'])
+    for q, s in zip(pools, ck.get('pools', [])): q.load_state_dict(s, device=device)
     state.update(ck['state']); _set_rng_state(ck['rng'])
 
 # %% ../nbs/06_train.ipynb #374d0f0c
@@ -405,6 +407,8 @@ def train(exp=7,                 # Table 1 row 1-7, a variant ('7-k3'), an `Expe
     nets, opts, scheds = setup_models(e, p, dev, world)
     autocast, use_scaler = make_autocast(p.amp, dev)
     d_fn, g_adv, use_gp = get_adv_loss(p.adv_loss)
+    if p.d_class_weights is not None: d_fn = partial(d_fn, class_weights=p.d_class_weights)
+    pools = [ImagePool(p.pool_size, seed=(1009 * seed + 2 * rank + k) % 2**63) for k in (0, 1)] if p.pool_size else []   # real, generated
     if use_gp and world > 1: raise ValueError(f"adv_loss='wgan-gp' is not supported under DDP (its double backward bypasses the gradient all-reduce)")
     scaler = torch.amp.GradScaler('cuda') if use_scaler else None
     G, S, D = nets.get('G'), nets['S'], nets.get('D')
@@ -414,7 +418,7 @@ def train(exp=7,                 # Table 1 row 1-7, a variant ('7-k3'), an `Expe
         'advnorm': advnorm.__version__, 'torch': str(torch.__version__), 'steps_per_epoch': rd['steps_per_epoch'],
         'total_steps': p.epochs * rd['steps_per_epoch'], 'input_norm': e.input_norm, 'nyul_scale': getattr(rd['norm'], 'scale', None)}
     state = new_state(e)
-    if ck: restore(ck, nets, opts, scheds, scaler, state)
+    if ck: restore(ck, nets, opts, scheds, scaler, state, pools, dev)
     if master:
         out.mkdir(parents=True, exist_ok=True)
         if ck: cut_metrics(out/'metrics.jsonl', state)
@@ -426,7 +430,7 @@ def train(exp=7,                 # Table 1 row 1-7, a variant ('7-k3'), an `Expe
 
     def save(path=out/'checkpoint.pt', full=True):
         if not master: return
-        ck = make_checkpoint(nets, opts, scheds, scaler, state, config)
+        ck = make_checkpoint(nets, opts, scheds, scaler, state, config, pools)
         atomic_save(ck if full else {k: ck[k] for k in ('version', 'config', 'state', 'nets')}, path)
 
     def backward_step(loss, opt_keys):
@@ -450,13 +454,16 @@ def train(exp=7,                 # Table 1 row 1-7, a variant ('7-k3'), an `Expe
                 _check_finite(gs, step, out/'checkpoint.pt')
                 backward_step(gs['total'], ['S'] + (['G'] if G is not None and (not warmup or identity) else []))
                 rec = {k: round(v.item(), 5) for k, v in gs.items() if k != 'x_hat'}
-                # 2. the D update, on the real batch and the detached generated one
+                # 2. the D update(s), on the real batch and the detached generated one (or on their histories)
                 if D is not None:
                     _unwrap(D).requires_grad_(True)
-                    ld, logits = d_step(D, x, gs['x_hat'], z, autocast, d_fn, p.gp_weight if use_gp else 0., return_logits=True)
-                    _check_finite({'D': ld}, step, out/'checkpoint.pt')
-                    backward_step(ld, ['D'])
-                    rec |= {'D': round(ld.item(), 5)} | {k: round(v, 4) for k, v in gan_diagnostics(logits, z).items()}
+                    for _ in range(p.d_steps):   # the paper: 1; the journal: 3, each from the image pools
+                        xr, zr = pools[0].query(x, z) if pools else (x, z)
+                        xf = pools[1].query(gs['x_hat'], z)[0] if pools else gs['x_hat']
+                        ld, logits = d_step(D, xr, xf, zr, autocast, d_fn, p.gp_weight if use_gp else 0., return_logits=True)
+                        _check_finite({'D': ld}, step, out/'checkpoint.pt')
+                        backward_step(ld, ['D'])
+                    rec |= {'D': round(ld.item(), 5)} | {k: round(v, 4) for k, v in gan_diagnostics(logits, zr).items()}
                 state['step'] += 1; state['step_in_epoch'] += 1
                 bar.update(1); bar.set_postfix({k: f'{v:.3f}' for k, v in rec.items() if k in ('dice', 'identity', 'adv', 'D')})
                 log({'step': state['step'], 'epoch': state['epoch'], 'warmup': warmup, **rec})
