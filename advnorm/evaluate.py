@@ -227,6 +227,10 @@ def evaluate_run(run_dir, data=None, device='auto', keep: bool = False, progress
         res['realism'] = realism_scores(G, gvols, tr, te, seed=cfg['seed'], device=dev)
     metrics = [json.loads(l) for l in (run_dir/'metrics.jsonl').read_text().splitlines()] if (run_dir/'metrics.jsonl').exists() else []
     end = [m for m in metrics if 'train_seconds' in m]
+    last = [m for m in metrics if 'p_gen' in m][-120:]   # what D was doing over the last 120 steps (15 % of a quick run)
+    mean_of = lambda k: round(float(np.mean([m[k] for m in last if k in m])), 4)   # 'adv' only in the joint phase
+    if last: res['gan_diagnostics'] = {'steps': [last[0]['step'], last[-1]['step']],
+                                       **{k: mean_of(k) for k in ('d_acc_real', 'd_acc_gen', 'p_gen', 'adv', 'D') if any(k in m for m in last)}}
     res.update(train_seconds=end[-1]['train_seconds'] if end else None, train_patches_per_s=end[-1]['patches_per_s'] if end else None,
                eval_seconds=round(time.time() - t0, 2),
                versions={'advnorm': advnorm.__version__, 'torch': torch.__version__, 'python': platform.python_version()},

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 import numpy as np
+from scipy import stats
 from .core import runs_dir, project_root, _home, config_digest, relative_paths
 from .experiments import EXPERIMENTS, get_experiment
 from .sites import as_experiment
@@ -14,8 +15,9 @@ from .train import resolve_preset
 from .evaluate import run_name
 
 # %% auto #0
-__all__ = ['PAPER_TABLE1', 'PAPER_TABLE2', 'VARIANT_RUNS', 'RECORD_FIELDS', 'PROVENANCE_FIELDS', 'SPLITS', 'TABLE1_TARGET_SEEDS',
-           'TABLE1_SEEDS', 'NOISE_RUNS', 'run_dir_for', 'results_dir', 'archive_run', 'sweep', 'table1', 'table2',
+__all__ = ['PAPER_TABLE1', 'PAPER_TABLE2', 'PAIRS', 'ORDERINGS', 'VARIANT_RUNS', 'RECORD_FIELDS', 'PROVENANCE_FIELDS', 'SPLITS',
+           'TABLE1_TARGET_SEEDS', 'TABLE1_SEEDS', 'NOISE_RUNS', 'run_dir_for', 'results_dir', 'archive_run', 'sweep',
+           'table1', 'table2', 'seed_scores', 'paired', 'paired_table', 'noise_floor', 'noise_table', 'plot_paired',
            'paper_ordering', 'lambda_variants', 'budget_variants', 'severity_variants', 'sweep_variants',
            'variants_table', 'plot_lambda', 'realism_table', 'severity_table', 'plot_severity', 'check_record',
            'expected_records', 'check_records']
@@ -107,35 +109,109 @@ def table2(results: dict) -> str:
             lines.append(f"| exp {exp}, {k} | {PAPER_TABLE2[k]:.3f} | {_fmt(m[:1], s[:1])} | {_fmt(m[1:], s[1:])} |")
     return '\n'.join(lines)
 
+# %% ../nbs/08_tables.ipynb #685727e5
+def seed_scores(results: dict, exp, how: str = 'patch_dice') -> dict:
+    "{seed: mean Dice over CSF / GM / WM} of `exp`'s runs in `sweep`'s results (`how`: 'patch_dice' or 'volume_dice')."
+    return {s: float(np.mean(r[how]['mean'])) for (e, s), r in results.items() if e == exp}
+
+def paired(results: dict, a, b,          # the difference is exp `b` − exp `a`, seed by seed
+           how: str = 'patch_dice', n_boot: int = 10_000, seed: int = 0) -> dict:
+    "Exp b − exp a on the seeds both ran: per-seed differences, their mean, 95 % t and bootstrap intervals, signs, verdict."
+    sa, sb = seed_scores(results, a, how), seed_scores(results, b, how)
+    seeds = sorted(set(sa) & set(sb)); d = np.array([sb[s] - sa[s] for s in seeds])
+    out = {'seeds': seeds, 'n': len(d), 'diffs': d.round(4).tolist(), 'mean': float(d.mean()) if len(d) else float('nan'),
+           'positive': int((d > 0).sum()), 'negative': int((d < 0).sum()), 't_ci': (float('nan'),) * 2, 'boot_ci': (float('nan'),) * 2}
+    if len(d) >= 2:
+        half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+        means = d[np.random.default_rng(seed).integers(0, len(d), (n_boot, len(d)))].mean(1)
+        out |= {'t_ci': (out['mean'] - half, out['mean'] + half), 'boot_ci': tuple(np.percentile(means, [2.5, 97.5]).tolist())}
+    lo, hi = min(out['t_ci'][0], out['boot_ci'][0]), max(out['t_ci'][1], out['boot_ci'][1])
+    out['verdict'] = ('fewer than 2 seeds' if len(d) < 2 else 'holds' if lo > 0 else 'fails' if hi < 0 else 'not distinguishable')
+    return out
+
+# %% ../nbs/08_tables.ipynb #5293ff76
+PAIRS = ((6, 7), (5, 7), (5, 6))   # (a, b): the differences exp 7 − exp 6, exp 7 − exp 5, exp 6 − exp 5
+
+def _ci(ci) -> str: return '—' if np.isnan(ci[0]) else f'{ci[0]:+.4f} to {ci[1]:+.4f}'
+
+def paired_table(by_split: dict,        # {split: `sweep` results}
+                 pairs=PAIRS, how: str = 'patch_dice') -> str:
+    "Markdown: for each pair and split, the paired difference over the seeds both rows ran, its 95 % intervals and verdict."
+    lines = ['| difference | split | seeds | mean | 95 % t interval | 95 % bootstrap | seeds + / − | verdict |', '|---|---|---|---|---|---|---|---|']
+    for a, b in pairs:
+        for split, res in by_split.items():
+            p = paired(res, a, b, how)
+            if p['n']: lines.append(f"| exp {b} − exp {a} | {split} | {p['n']} | {p['mean']:+.4f} | {_ci(p['t_ci'])} | "
+                                    f"{_ci(p['boot_ci'])} | {p['positive']} / {p['negative']} | {p['verdict']} |")
+    return '\n'.join(lines)
+
+def noise_floor(root=None, how: str = 'patch_dice') -> list[dict]:
+    "Every run under `results/noise/<what>/` beside the Table 1 record of the same seed: what changed, both Dice, the difference."
+    root, rows = Path(root or results_dir()), []
+    for f in sorted((root/'noise').glob('*/*/results.json')):
+        ref = root/f.parent.name/'results.json'
+        if not ref.exists(): continue
+        r, t = json.loads(f.read_text()), json.loads(ref.read_text())
+        d, d0 = float(np.mean(r[how]['mean'])), float(np.mean(t[how]['mean']))
+        rows.append({'what': f.parent.parent.name, 'run': f.parent.name, 'exp': r['exp'], 'split': r['split'], 'seed': r['seed'],
+                     'threads': (t.get('threads'), r.get('threads')), 'device': (t.get('device'), r.get('device')),
+                     'dice': (d0, d), 'delta': d - d0})
+    return rows
+
+def noise_table(rows: list[dict]) -> str:
+    "Markdown of `noise_floor`: the Table 1 record, the same seed trained again, and the difference of their mean Dice."
+    lines = ['| run | trained again with | mean Dice, Table 1 record | trained again | difference |', '|---|---|---|---|---|']
+    why = {'rerun': 'the same seed and threads, trained again later (another machine)', 'threads2': '2 threads instead of 1'}
+    lines += [f"| {r['run']} | {why.get(r['what'], r['what'])} | {r['dice'][0]:.4f} | {r['dice'][1]:.4f} | {r['delta']:+.4f} |" for r in rows]
+    return '\n'.join(lines)
+
+def plot_paired(by_split: dict, pairs=PAIRS, how: str = 'patch_dice',
+                noise: float | None = None,   # the largest |difference| of a seed trained twice: drawn as a band around zero
+                path=None):
+    "Each seed's paired difference (a dot) and the 95 % t interval of their mean (a bar), per pair and split, zero marked."
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(by_split), figsize=(5.2 * len(by_split), 0.8 * len(pairs) + 1.6), sharex=True, squeeze=False)
+    for ax, (split, res) in zip(axes[0], by_split.items()):
+        for i, (a, b) in enumerate(pairs):
+            p, y = paired(res, a, b, how), len(pairs) - 1 - i
+            ax.plot(p['diffs'], [y + 0.18] * p['n'], 'o', ms=4, color='grey', alpha=.7, label='one seed' if i == 0 else None)
+            if p['n'] >= 2:
+                lo, hi = p['t_ci']
+                ax.errorbar(p['mean'], y, xerr=[[p['mean'] - lo], [hi - p['mean']]], fmt='D', color=f'C{i}', capsize=5,
+                            label=f"exp {b} − exp {a}: {p['verdict']} ({p['n']} seeds)")
+        ax.axvline(0, color='black', lw=1)
+        if noise: ax.axvspan(-noise, noise, color='orange', alpha=.15, label='± the same seed trained again')
+        ax.set_yticks(range(len(pairs)), [f'exp {b} − exp {a}' for a, b in pairs][::-1])
+        ax.set(title=f'{split} split', xlabel=f"difference of mean Dice ({'test patches' if how == 'patch_dice' else 'test volumes'})")
+        ax.grid(alpha=.3, axis='x'); ax.legend(fontsize=7, loc='lower left')
+    fig.tight_layout()
+    if path: fig.savefig(path, dpi=90)
+    return fig
+
 # %% ../nbs/08_tables.ipynb #facbb2d3
-def _seed_means(results, exp, how) -> list:
-    "Mean Dice over the tissues of each seed's run of `exp` (`how`: 'patch_dice' or 'volume_dice')."
-    return [float(np.mean(r[how]['mean'])) for (e, _), r in sorted(results.items(), key=str) if e == exp]
+ORDERINGS = (('cross-domain ≪ in-domain: exp 3 (iSEG→MRBrainS) < exp 2 (MRBrainS)', 3, 2),   # (claim, lower row, higher row)
+             ('cross-domain ≪ in-domain: exp 4 (MRBrainS→iSEG) < exp 1 (iSEG)', 4, 1),
+             ('adversarial > standardized: exp 7 > exp 5', 5, 7),
+             ('adversarial > without constraint: exp 7 > exp 6', 6, 7))
 
 def _ms(v) -> str: return _fmt(*_msd([[x] for x in v]))
 
 def paper_ordering(results: dict) -> str:
-    "Markdown table: each ordering the paper claims, ours as mean ± sd over seeds, whether it holds and whether the seeds' ranges overlap."
-    lines = ['| the paper claims | ours, test patches | ours, test volumes | holds? | seed ranges overlap (patches) |',
-             '|---|---|---|---|---|']
-    for name, lo, hi in (('cross-domain ≪ in-domain: exp 3 (iSEG→MRBrainS) < exp 2 (MRBrainS)', 3, 2),
-                         ('cross-domain ≪ in-domain: exp 4 (MRBrainS→iSEG) < exp 1 (iSEG)', 4, 1),
-                         ('adversarial > standardized: exp 7 > exp 5', 5, 7),
-                         ('adversarial > without constraint: exp 7 > exp 6', 6, 7)):
-        v = {how: (_seed_means(results, lo, how), _seed_means(results, hi, how)) for how in ('patch_dice', 'volume_dice')}
-        if not all(a and b for a, b in v.values()): continue
-        ok = [np.mean(a) < np.mean(b) for a, b in v.values()]
-        cell = lambda a, b: f'{_ms(a)} vs {_ms(b)}' if lo > hi else f'{_ms(b)} vs {_ms(a)}'   # in the claim's order
-        a, b = v['patch_dice']
-        overlap = max(a) >= min(b) and max(b) >= min(a)
-        lines.append(f"| {name} | {cell(*v['patch_dice'])} | {cell(*v['volume_dice'])} | "
-                     f"{'yes' if all(ok) else 'no' if not any(ok) else 'patches ' + ('yes' if ok[0] else 'no') + ', volumes ' + ('yes' if ok[1] else 'no')} | "
-                     f"{('yes' if overlap else 'no') if len(a) > 1 or len(b) > 1 else '—'} |")
+    "Markdown: each ordering the paper claims, both rows as mean ± sd over seeds, the paired difference's 95 % t interval, the verdict."
+    lines = ['| the paper claims | ours, test patches | paired difference, 95 % interval | test volumes | paired difference, 95 % interval | verdict (patches / volumes) |',
+             '|---|---|---|---|---|---|']
+    for name, lo, hi in ORDERINGS:
+        ps = {how: paired(results, lo, hi, how) for how in ('patch_dice', 'volume_dice')}
+        if not ps['patch_dice']['n']: continue
+        cell = lambda how: f"{_ms(seed_scores(results, hi, how).values())} vs {_ms(seed_scores(results, lo, how).values())}"
+        diff = lambda p: f"{p['mean']:+.3f} [{_ci(p['t_ci'])}], {p['positive']} of {p['n']} seeds > 0"
+        lines.append(f"| {name} | {cell('patch_dice')} | {diff(ps['patch_dice'])} | {cell('volume_dice')} | {diff(ps['volume_dice'])} | "
+                     f"{ps['patch_dice']['verdict']} / {ps['volume_dice']['verdict']} |")
     j = [(r['jsd_bits']['input'], r['jsd_bits']['normalized']) for (e, _), r in results.items()
          if e == 7 and 'normalized' in r.get('jsd_bits', {})]
     if j:
         a, b = np.mean(j, 0)
-        lines.append(f'| G lowers the JSD between domains (exp 7, bits) | input {a:.4f} → normalized {b:.4f} | | {"yes" if b < a else "no"} | |')
+        lines.append(f'| G lowers the JSD between domains (exp 7, bits) | input {a:.4f} → normalized {b:.4f} | | | | {"yes" if b < a else "no"} (mean of {len(j)} seeds) |')
     return '\n'.join(lines)
 
 # %% ../nbs/08_tables.ipynb #71b75618
@@ -322,11 +398,11 @@ def check_record(folder) -> list[str]:
 SPLITS = ('patch', 'subject')
 TABLE1_TARGET_SEEDS = 10   # rows 5-7 differ by little: 10 paired seeds per split (rows 1-4: 3, their gap is not in doubt)
 TABLE1_SEEDS = {           # the seeds recorded so far, per split and row: rows 5-7 grow towards the target as runs land
-    'patch': {1: range(3), 2: range(3), 3: range(3), 4: range(3), 5: range(4), 6: range(4), 7: range(4)},
+    'patch': {1: range(3), 2: range(3), 3: range(3), 4: range(3), 5: range(5), 6: range(5), 7: range(5)},
     'subject': {e: range(3) for e in range(1, 8)}}
 NOISE_RUNS = {   # the implementation's own noise: Table 1 runs of seed 0 trained again, kept under results/noise/<what>/
     'threads2': [],   # the same seed with 2 threads instead of 1: (exp, split) pairs, as they land
-    'rerun': [],      # the same seed and thread count, trained again on another machine
+    'rerun': [(5, 'patch')],   # the same seed and thread count, trained again on another machine
 }
 
 def expected_records(preset: str = 'quick') -> dict:
