@@ -1,0 +1,66 @@
+"""Write the README's results paragraphs from the committed records (results/), so that no number there is typed.
+
+    python tools/readme_results.py          # rewrite the block between the README's results markers
+    python tools/readme_results.py --check  # exit 1 if the README's block differs from what the records give (tests/test_readme.py)
+"""
+from __future__ import annotations
+import argparse, sys
+from pathlib import Path
+import numpy as np
+from advnorm.tables import (sweep, paired, seed_scores, noise_floor, severity_variants, sweep_variants, budget_variants, results_dir,
+                            TABLE1_SEEDS, TABLE1_TARGET_SEEDS, PAIRS, SPLITS)
+
+ROOT = Path(__file__).resolve().parent.parent
+BEGIN, END = '<!-- results: written by tools/readme_results.py from results/ -->', '<!-- results: end -->'
+
+def _msd(v) -> str: return f'{np.mean(v):.3f} ± {np.std(v, ddof=1):.3f}' if len(v) > 1 else f'{np.mean(v):.3f}'
+
+def _collect() -> dict:
+    return {sp: {k: r for e, seeds in TABLE1_SEEDS[sp].items() for k, r in sweep([e], list(seeds), 'quick', sp, run_missing=False).items()}
+            for sp in SPLITS}
+
+def results_text() -> str:
+    "The README's results paragraphs, every number computed from the records."
+    res = _collect(); out = []
+    cal = [(sp, e, s, v) for sp in SPLITS for e in (1, 2, 3, 4) for s, v in seed_scores(res[sp], e).items()]
+    ok = lambda e, v: v >= 0.80 if e in (1, 2) else v <= 0.60
+    cal01 = [x for x in cal if x[2] in (0, 1)]; miss = [x for x in cal if not ok(x[1], x[3])]
+    out.append(f"Trained on one domain and tested on the other, S collapses as in the paper: {sum(ok(e, v) for _, e, _, v in cal01)} of the "
+               f"{len(cal01)} calibration runs (rows 1–4, seeds 0 and 1, both splits) meet the targets (in-domain ≥ 0.80, across "
+               f"domains ≤ 0.60 mean Dice)" + (f"; of the runs made after, {', '.join(f'exp {e} seed {s} ({sp} split, {v:.3f})' for sp, e, s, v in miss)} miss them."
+                                              if miss else '.'))
+    n = {sp: min(len(seed_scores(res[sp], e)) for e in (5, 6, 7)) for sp in SPLITS}
+    rows = '; '.join(f"{sp} split ({n[sp]} seeds): " + ', '.join(f"exp {e} {_msd(list(seed_scores(res[sp], e).values()))}" for e in (5, 6, 7))
+                     for sp in SPLITS)
+    out.append(f"Rows 5–7, mean Dice over CSF / GM / WM on test patches, mean ± sd over seeds — {rows}. On paired seeds "
+               f"(`table1.ipynb`; {TABLE1_TARGET_SEEDS} per split is the target, the rest is being recorded): " + '; '.join(
+                   f"exp {b} − exp {a} {p['mean']:+.3f} [{p['t_ci'][0]:+.3f}, {p['t_ci'][1]:+.3f}] on the {sp} split, {p['verdict']}"
+                   for a, b in PAIRS for sp in SPLITS for p in [paired(res[sp], a, b)]) + '.')
+    nf = noise_floor()
+    if nf: out.append("The implementation's own noise: " + '; '.join(f"{r['run']} trained again ({'2 threads' if r['what'] == 'threads2' else 'same seed and threads, later, another machine'}) "
+                                                              f"{r['delta']:+.3f}" for r in nf) + '.')
+    rz = {e: [r['realism'] for sp in SPLITS for (x, _), r in res[sp].items() if x == e and 'realism' in r] for e in (6, 7)}
+    out.append("Realism of G's images (`11_realism`, both splits): W1 to the nearest real domain " + ', '.join(
+        f"exp {e} {np.mean([z['w1_nearest'] for z in rz[e]]):.3f}" for e in (6, 7)) + "; post-hoc critic ROC AUC " + ', '.join(
+        f"exp {e} {np.mean([z['critic_auc']['all'] for z in rz[e]]):.3f}" for e in (6, 7)) + "; SSIM with the input " + ', '.join(
+        f"exp {e} {np.mean([z['ssim_brain']['mean'] for z in rz[e]]):.3f}" for e in (6, 7)) + f" (runs: {len(rz[6])} and {len(rz[7])}).")
+    sev = sweep_variants(severity_variants(), (0, 1), 'quick', 'patch', run_missing=False, progress=False, keep=results_dir()/'severity')
+    by = {(k, s): r for k, runs in sev.items() for s, r in runs.items()}
+    g = [(lv, paired(by, f'exp 5, severity {lv:g}', f'exp 7, severity {lv:g}')['mean'], paired(by, f'exp 6, severity {lv:g}', f'exp 7, severity {lv:g}')['mean'])
+         for lv in (0.25, 0.5, 0.75, 1.0)]
+    out.append("`beyond.ipynb`: the intensity-shift sweep (GPU, seeds 0 and 1) gives exp 7 − exp 5 of " + ' / '.join(f'{a:+.3f}' for _, a, _ in g)
+               + " and exp 7 − exp 6 of " + ' / '.join(f'{b:+.3f}' for *_, b in g) + " at severities 0.25 / 0.5 / 0.75 / 1; the budget × λ study is "
+               "read there on paired seeds.")
+    return '\n\n'.join(out)
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0]); ap.add_argument('--check', action='store_true')
+    a = ap.parse_args(argv)
+    readme = (ROOT/'README.md').read_text(); i, j = readme.index(BEGIN) + len(BEGIN), readme.index(END)
+    new = readme[:i] + '\n' + results_text() + '\n' + readme[j:]
+    if a.check:
+        if new != readme: print('README.md: the results block differs from the records; run python tools/readme_results.py'); return 1
+        print('README.md: the results block is what the records give'); return 0
+    (ROOT/'README.md').write_text(new); return 0
+
+if __name__ == '__main__': sys.exit(main())
