@@ -74,12 +74,10 @@ def test_table_notebooks_smoke(tmp_path):
         return json.dumps(json.loads((tmp_path/name).read_text())["cells"], ensure_ascii=False)
     t1 = nb('table1.ipynb', '{exps: [5, 7], seeds: [0], preset: smoke, splits: [subject]}')
     assert 'exp7-smoke-subject-seed0' not in t1 and "split='subject'" in t1 and '| 7 | Adversarially normalized' in t1
-    made = (tmp_path/'runs'/'exp7-smoke-subject-seed0'/'results.json').stat().st_mtime
-    out = nb('beyond.ipynb', f'{{seeds: [0], preset: smoke, splits: [subject], lambdas: [0.5, 1.0], out: "{tmp_path}"}}')
-    from advnorm.tables import VARIANT_RUNS
-    for label in list(VARIANT_RUNS) + ['λ=0.5', 'λ=1']:
-        assert f'| {label} |' in out, label                     # every variant ran and has its row
-    assert (tmp_path/'runs'/'exp7-smoke-subject-seed0-lambda_adv=0.5'/'results.json').exists()
-    assert (tmp_path/'runs'/'exp7-smoke-subject-seed0'/'results.json').stat().st_mtime == made   # λ=1 is Table 1's run
-    assert (tmp_path/'lambda-smoke-subject.png').exists()
+    out = nb('beyond.ipynb', f'{{seeds: [0], preset: smoke, budgets: [1], budget_lambdas: [0.5, 1.0], severity_levels: [1.0], '
+                             f'severity_seeds: [0], out: "{tmp_path}"}}')
+    for label in ('1× steps, λ=0.5', '1× steps, λ=1', 'exp 5, 1× steps', 'exp 6, 1× steps'):
+        assert f'| {label} |' in out, label                     # every budget variant ran and has its row
+    assert (tmp_path/'runs'/'exp7-smoke-patch-seed0-lambda_adv=0.5'/'results.json').exists()
+    assert (tmp_path/'severity.png').exists() and '**Intensity-shift severity' in out   # the reading was written
     assert (tmp_path/'results'/'exp7-smoke-subject-seed0'/'config.json').exists()   # the sweep kept the run's records
