@@ -270,7 +270,8 @@ def run_mismatch(saved: dict, now: dict) -> list[str]:
         a, b = _plain(saved.get(k)), _plain(now.get(k))
         if a == b or (k == 'data' and _same_folder(a, b)): continue
         if isinstance(a, dict) and isinstance(b, dict):
-            out += [f'{k}.{f}: {a.get(f)!r} in the run, {b.get(f)!r} asked' for f in sorted(set(a) | set(b)) if a.get(f) != b.get(f)]
+            fields = sorted(a) if k in ('experiment', 'preset') else sorted(set(a) | set(b))   # a field an older version did not record
+            out += [f'{k}.{f}: {a.get(f)!r} in the run, {b.get(f)!r} asked' for f in fields if a.get(f) != b.get(f)]   # is not compared
         else: out.append(f'{k}: {a!r} in the run, {b!r} asked')
     return out
 

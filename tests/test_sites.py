@@ -153,7 +153,7 @@ def test_resume_refuses_another_spec_of_the_same_name(sites, tmp_path):
     from advnorm.sites import Site, make_experiment
     ab = [Site(n, str(sites['Site3']), 'nifti', {0: 0, 10: 1, 150: 2, 250: 3}) for n in 'AB']
     run = train(make_experiment(ab, norm='zscore', name='pair'), 'smoke', out=tmp_path/'run', device='cpu', progress=False, max_steps=1)
-    with pytest.raises(ValueError, match=r"belongs to another experiment named 'pair'"):
+    with pytest.raises(ValueError, match=r"is another run .*not resumed: .*experiment.norm: 'zscore' in the run, 'none' asked"):
         train(make_experiment(ab, norm='none', name='pair'), 'smoke', out=run, device='cpu', progress=False, resume=True)
     train(make_experiment(ab, norm='zscore', name='pair'), 'smoke', out=run, device='cpu', progress=False, resume=True, max_steps=2)
     assert load_checkpoint(run/'checkpoint.pt')['state']['step'] == 2
