@@ -62,11 +62,13 @@ def d_step(D, x, x_hat, z, autocast, d_fn=d_loss, gp_weight: float = 0., return_
     return (loss, logits.detach()) if return_logits else loss
 
 # %% ../nbs/06_train.ipynb #de46f8cf
+def _n_third(exp: Experiment | None) -> int:
+    "Subjects of the benchmark's third domain: generated only for the experiments that need it."
+    return 5 if exp is not None and 'LowField' in builtin_domains(exp) else 0
+
 def resolve_data(data, preset: Preset, exp: Experiment | None = None, progress: bool = True) -> Path:
     "The folder holding the datasets: the embedded benchmark for `'synthetic'`, else `data` itself (checked)."
-    if str(data) == 'synthetic':  # the third domain is generated only for the experiments that need it
-        third = 5 if exp is not None and 'LowField' in builtin_domains(exp) else 0
-        return ensure_benchmark(**preset.benchmark, n_third=third, progress=progress)
+    if str(data) == 'synthetic': return ensure_benchmark(**preset.benchmark, n_third=_n_third(exp), progress=progress)
     root = Path(data).expanduser()
     if not root.is_dir(): raise FileNotFoundError(f"data={str(data)!r}: no such folder (use 'synthetic' or a folder holding iSEG/ and MRBrainS/TrainingData/)")
     return root
@@ -253,7 +255,7 @@ def run_identity(e: Experiment, p: Preset, data, split: str, seed: int, override
     "The `RUN_FIELDS` of a run about to start (the benchmark named, not generated)."
     bench = None
     if str(data) == 'synthetic' and builtin_domains(e):
-        bench = benchmark_dir(**p.benchmark, n_third=5 if 'LowField' in builtin_domains(e) else 0).name
+        bench = benchmark_dir(**p.benchmark, n_third=_n_third(e)).name
     return {'exp': e.exp, 'experiment': asdict(e), 'preset': p.to_dict(), 'overrides': dict(overrides), 'split': split,
             'seed': seed, 'data': str(data), 'benchmark': bench}
 
@@ -400,7 +402,8 @@ def train(exp=7,                 # Table 1 row 1-7, a variant ('7-k3'), an `Expe
     if not checkpoint_minutes > 0: raise ValueError(f'checkpoint_minutes={checkpoint_minutes!r}: expected a number of minutes > 0')
     out = Path(out) if out is not None else runs_dir()/f'{run_tag(e)}-{p.name}-{split}-seed{seed}'
     _check_writable(out)
-    ck = claim_run_folder(out, run_identity(e, p, data, split, seed, overrides), resume, overwrite)
+    ident = run_identity(e, p, data, split, seed, overrides)   # what makes this run this run (nothing generated yet)
+    ck = claim_run_folder(out, ident, resume, overwrite)
     rank, world, dev = setup_distributed(device)
     master = rank == 0
     seed_everything(seed, deterministic)
@@ -414,7 +417,7 @@ def train(exp=7,                 # Table 1 row 1-7, a variant ('7-k3'), an `Expe
     scaler = torch.amp.GradScaler('cuda') if use_scaler else None
     G, S, D = nets.get('G'), nets['S'], nets.get('D')
     config = ck['config'] if ck else {   # a resumed run keeps the config it started with
-        **run_identity(e, p, data, split, seed, overrides), 'world_size': world, 'device': str(dev),
+        **ident, 'world_size': world, 'device': str(dev),
         'threads': torch.get_num_threads(), 'deterministic': deterministic, 'git_commit': git_commit(), 'run_id': uuid.uuid4().hex,
         'advnorm': advnorm.__version__, 'torch': str(torch.__version__), 'steps_per_epoch': rd['steps_per_epoch'],
         'total_steps': p.epochs * rd['steps_per_epoch'], 'input_norm': e.input_norm, 'nyul_scale': getattr(rd['norm'], 'scale', None)}
