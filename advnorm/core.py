@@ -12,9 +12,9 @@ from tqdm.std import tqdm as _text_tqdm
 import advnorm
 
 # %% auto #0
-__all__ = ['KERNEL_TEXT_INTERVAL', 'project_root', 'data_dir', 'runs_dir', 'shown_path', 'get_device', 'seed_everything',
-           'temporary_beside', 'atomic_save', 'load_checkpoint', 'relative_paths', 'config_digest', 'file_sha256',
-           'git_commit', 'widget_frontend', 'progress_style', 'progress_bar']
+__all__ = ['KERNEL_TEXT_INTERVAL', 'project_root', 'home_dir', 'data_dir', 'runs_dir', 'shown_path', 'get_device',
+           'seed_everything', 'temporary_beside', 'atomic_save', 'load_checkpoint', 'relative_paths', 'as_json',
+           'config_digest', 'file_sha256', 'git_commit', 'widget_frontend', 'progress_style', 'progress_bar']
 
 # %% ../nbs/00_core.ipynb #344063fe
 def project_root() -> Path | None:
@@ -22,18 +22,21 @@ def project_root() -> Path | None:
     root = Path(advnorm.__file__).resolve().parent.parent
     return root if (root/'settings.ini').exists() else None
 
-def _home(env, sub):
+def home_dir(env: str,  # the environment variable that overrides it, e.g. ADVNORM_RUNS
+             sub: str,  # the folder's name under the checkout or ~/.cache/advnorm
+            ) -> Path:
+    "A project folder: `$env` when set, else `<checkout>/sub` from a source checkout, else `~/.cache/advnorm/sub`."
     if os.environ.get(env): return Path(os.environ[env]).expanduser()
     root = project_root()
     return root/sub if root is not None else Path.home()/'.cache'/'advnorm'/sub
 
 def data_dir() -> Path:
     "Folder for datasets: `$ADVNORM_DATA`, else `<checkout>/data`, else `~/.cache/advnorm/data`."
-    return _home('ADVNORM_DATA', 'data')
+    return home_dir('ADVNORM_DATA', 'data')
 
 def runs_dir() -> Path:
     "Folder for training runs: `$ADVNORM_RUNS`, else `<checkout>/runs`, else `~/.cache/advnorm/runs`."
-    return _home('ADVNORM_RUNS', 'runs')
+    return home_dir('ADVNORM_RUNS', 'runs')
 
 # %% ../nbs/00_core.ipynb #71c1cedc
 def shown_path(path: str | Path) -> str:
@@ -110,6 +113,10 @@ def relative_paths(v, root: Path | None = None):
     if isinstance(v, (list, tuple)): return [relative_paths(x, root) for x in v]
     if isinstance(v, str) and root is not None and v.startswith(str(root) + '/'): return v[len(str(root)) + 1:]
     return v
+
+def as_json(v):
+    "`v` as a JSON file holds it: tuples become lists, int keys strings (to compare a config with config.json)."
+    return json.loads(json.dumps(v))
 
 def config_digest(cfg: dict) -> str:
     "sha256 of a run's config as canonical JSON (sorted keys, checkout paths relative): one value for every copy of it."

@@ -4,8 +4,7 @@
 
 # %% ../nbs/07_evaluate.ipynb #ca89f932
 from __future__ import annotations
-import json, math, platform, sys, time, warnings
-from dataclasses import asdict
+import json, math, platform, warnings
 from pathlib import Path
 import numpy as np
 import torch
@@ -17,21 +16,23 @@ import matplotlib.pyplot as plt
 from .core import progress_bar  # the widget in JupyterLab, text under papermill
 
 import advnorm
-from .core import get_device, load_checkpoint, config_digest, file_sha256, git_commit, relative_paths
-from .data import LABELS, PatchDataset, normalize_input, input_normalizer, check_split, check_seed
-from .experiments import get_experiment, get_preset, Preset
-from .sites import as_experiment, experiment_from_config, run_tag
-from .networks import UNet3D, ResNet3D18
+from .core import get_device, load_checkpoint, config_digest, file_sha256, git_commit, relative_paths, as_json
+from .data import LABELS, PatchDataset, normalize_input
+from .experiments import Preset
+from .sites import experiment_from_config
+from .train import build_networks
 
 # %% auto #0
 __all__ = ['RECORD_VERSION', 'SEG_CMAP', 'dice_per_class', 'hd95', 'predict_volume', 'jsd', 'domain_histograms',
-           'jsd_paper_compatible', 'load_run', 'config_differences', 'check_run_folder', 'provenance', 'evaluate_run',
-           'plot_examples', 'plot_tissue_histograms', 'plot_learning_curves', 'check_params', 'run_name',
-           'run_experiment']
+           'jsd_paper_compatible', 'load_run', 'config_differences', 'check_run_folder', 'provenance', 'patch_dice',
+           'score_domain', 'plot_examples', 'plot_tissue_histograms', 'plot_learning_curves']
 
 # %% ../nbs/07_evaluate.ipynb #07188fac
-def dice_per_class(pred, target, n_classes: int = 4) -> np.ndarray:
-    "Dice of each foreground class (1..n_classes-1) between integer label arrays `pred` and `target`, pooled over all voxels."
+def dice_per_class(pred,               # predicted labels, any shape (array or tensor of class indices)
+                   target,             # true labels, the same number of voxels
+                   n_classes: int = 4, # background + CSF, GM, WM
+                  ) -> np.ndarray:
+    "Dice of each foreground class 1..n_classes-1, voxels pooled: an array of n_classes-1 values (NaN where a class is in neither)."
     pred, target = torch.as_tensor(pred).flatten(), torch.as_tensor(target).flatten()
     if pred.shape != target.shape: raise ValueError(f'pred has {pred.numel()} voxels, target {target.numel()}')
     out = []
@@ -44,8 +45,12 @@ def dice_per_class(pred, target, n_classes: int = 4) -> np.ndarray:
 # %% ../nbs/07_evaluate.ipynb #f81f1a4c
 def _surface(mask): return mask ^ ndimage.binary_erosion(mask)
 
-def hd95(pred, target, spacing=(1., 1., 1.), n_classes: int = 4) -> np.ndarray:
-    "95th-percentile symmetric Hausdorff distance (in the units of `spacing`) of each foreground class."
+def hd95(pred,                  # predicted labels, 3-D
+         target,                # true labels, the same shape
+         spacing=(1., 1., 1.),  # voxel size per axis (mm)
+         n_classes: int = 4,
+        ) -> np.ndarray:
+    "95th-percentile symmetric Hausdorff distance of each foreground class in the units of `spacing` (NaN where a class is missing from either)."
     pred, target = np.asarray(pred), np.asarray(target)
     if pred.shape != target.shape: raise ValueError(f'pred shape {pred.shape} != target shape {target.shape}')
     out = []
@@ -82,29 +87,36 @@ def predict_volume(S, image: np.ndarray, G=None,
 # %% ../nbs/07_evaluate.ipynb #69a141d5
 def _entropy_bits(p): p = p[p > 0]; return float(-(p * np.log2(p)).sum())
 
-def jsd(hists) -> float:
-    "Generalised Jensen-Shannon divergence (bits) of K histograms (rows of `hists`, each normalized here)."
+def jsd(hists,  # (K, bins) counts of K >= 2 histograms on common bins, each normalized here
+       ) -> float:
+    "Generalised Jensen-Shannon divergence of K histograms, in bits (0 for identical ones, at most log2 K)."
     h = np.asarray(hists, dtype=np.float64)
     if h.ndim != 2 or len(h) < 2: raise ValueError(f'hists: expected K >= 2 histograms as rows, got shape {h.shape}')
     if (h < 0).any() or (h.sum(1) == 0).any(): raise ValueError('hists: every histogram needs non-negative counts and a positive total')
     p = h / h.sum(1, keepdims=True)
     return _entropy_bits(p.mean(0)) - float(np.mean([_entropy_bits(q) for q in p]))
 
-def domain_histograms(values: list, bins: int = 128) -> np.ndarray:
-    "Histograms of K arrays of intensities on common bins spanning all of them."
+def domain_histograms(values: list,     # K arrays of intensities (e.g. each domain's brain voxels)
+                      bins: int = 128,  # bins spanning all of them
+                     ) -> np.ndarray:
+    "The (K, bins) counts of K arrays of intensities on common bins spanning all of them."
     lo, hi = min(float(v.min()) for v in values), max(float(v.max()) for v in values)
     return np.stack([np.histogram(v, bins=bins, range=(lo, hi + 1e-6))[0] for v in values])
 
-def jsd_paper_compatible(values: list, bins: int = 256) -> float:
-    "NOT a standard JSD: softmax of 256-bin count histograms, sum of KL(p_k || mean) in nats (the authors' reading)."
+def jsd_paper_compatible(values: list,     # K arrays of intensities
+                         bins: int = 256,  # the authors' 256 bins
+                        ) -> float:
+    "NOT a standard JSD: softmax of 256-bin count histograms, sum of KL(p_k || mean) in nats (the authors' reading), one number."
     logp = torch.log_softmax(torch.as_tensor(domain_histograms(values, bins), dtype=torch.float64), 1)
     logm = torch.logsumexp(logp, 0, keepdim=True) - math.log(len(logp))   # in logs: no probability underflows to 0
     return float((logp.exp() * (logp - logm)).sum())
 
 # %% ../nbs/07_evaluate.ipynb #7ae1e9ac
-def load_run(run_dir, device='cpu', which: str = 'best'):
-    "Rebuild the networks of a run folder: returns (config, nets, checkpoint state). `which`: 'best' (if kept) or 'last'."
-    from advnorm.train import build_networks
+def load_run(run_dir,            # a run folder (checkpoint.pt, best.pt when the run kept one)
+             device='cpu',       # where the networks go
+             which: str = 'best',  # 'best' (if kept) or 'last'
+            ) -> tuple[dict, dict, dict]:
+    "Rebuild the networks of a run folder in eval mode: returns (config, {name: network}, the checkpoint's state with its 'file')."
     if which not in ('best', 'last'): raise ValueError(f"which={which!r}: expected 'best' or 'last'")
     run_dir = Path(run_dir)
     path = run_dir/'best.pt' if which == 'best' and (run_dir/'best.pt').exists() else run_dir/'checkpoint.pt'
@@ -126,12 +138,16 @@ def _benchmark_version(name) -> int | None:
     "The generator version of a benchmark folder name (`...-2mm-v2` → 2), None for real data."
     return int(name.rsplit('-v', 1)[1]) if name and '-v' in name and name.rsplit('-v', 1)[1].isdigit() else None
 
-def config_differences(a: dict, b: dict) -> list[str]:
-    "The top-level fields where two run configs disagree (paths inside the checkout compared relative)."
-    a, b = (json.loads(json.dumps(relative_paths(c))) for c in (a, b))   # as config.json holds them (int keys become strings)
+def config_differences(a: dict, b: dict,  # two run configs (a checkpoint's and a config.json)
+                      ) -> list[str]:
+    "The sorted top-level fields where two run configs disagree (paths inside the checkout compared relative); [] when they agree."
+    a, b = (as_json(relative_paths(c)) for c in (a, b))   # as config.json holds them (int keys become strings)
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
 
-def check_run_folder(run_dir, cfg: dict, ckpt_name: str = 'checkpoint.pt') -> None:
+def check_run_folder(run_dir,                      # a run folder
+                     cfg: dict,                    # the config stored in its checkpoint
+                     ckpt_name: str = 'checkpoint.pt',  # that checkpoint's file name (for the message)
+                    ) -> None:
     "Raise ValueError unless `run_dir/config.json` is the config stored in its checkpoint `ckpt_name` (one run, not two)."
     f = Path(run_dir)/'config.json'
     if not f.exists(): return
@@ -139,7 +155,11 @@ def check_run_folder(run_dir, cfg: dict, ckpt_name: str = 'checkpoint.pt') -> No
     if diff: raise ValueError(f'{f} is not the config of {Path(run_dir)/ckpt_name} (they differ in {", ".join(diff)}): '
                               'this folder mixes two runs; train it again with --overwrite')
 
-def provenance(run_dir, cfg: dict, ckpt_name: str, device) -> dict:
+def provenance(run_dir,         # the run folder
+               cfg: dict,       # the run's config (from its checkpoint)
+               ckpt_name: str,  # the scored checkpoint's file name ('best.pt' or 'checkpoint.pt')
+               device,          # where it is scored
+              ) -> dict:
     "What a record scored: the checkpoint's and config's sha256, the run's id, the code and machine that trained and scored it."
     bench = cfg.get('benchmark')
     return {'checkpoint': ckpt_name, 'checkpoint_sha256': file_sha256(Path(run_dir)/ckpt_name),
@@ -153,97 +173,53 @@ def provenance(run_dir, cfg: dict, ckpt_name: str, device) -> dict:
 
 # %% ../nbs/07_evaluate.ipynb #1fc8dcf5
 @torch.no_grad()
-def _patch_dice(G, S, ds, n_max, batch, dev, seed=0):
+def patch_dice(G, S,              # the run's networks (G None: none)
+               ds: PatchDataset,  # test patches of one domain
+               n_max: int | None, # score at most this many (a seeded sample), None: all
+               batch: int, device, seed: int = 0) -> tuple[np.ndarray, int]:
+    "Dice per tissue of S(ReLU(G(x))) on (a seeded sample of) the patches of `ds`, voxels pooled: (Dice, patches scored)."
     idx = np.arange(len(ds))
     if n_max is not None and len(idx) > n_max: idx = np.sort(np.random.default_rng(seed).choice(idx, n_max, replace=False))
     preds, ys = [], []
     for i in range(0, len(idx), batch):
         xs, yy, _ = zip(*(ds[j] for j in idx[i:i + batch]))
-        x = torch.stack(xs).to(dev)
+        x = torch.stack(xs).to(device)
         preds.append(S(F.relu(G(x)) if G is not None else x).argmax(1).cpu()); ys.append(torch.stack(yy))
     return dice_per_class(torch.cat(preds), torch.cat(ys)), len(idx)
 
-def evaluate_run(run_dir, data=None, device='auto', keep: bool = False, progress: bool = True,
-                 which: str = 'best',  # score the best-validation model ('best', when the run kept one) or the 'last'
+def score_domain(G, S,              # the run's networks, in eval mode
+                 splits,            # the run's `Splits`
+                 domain: str,       # one test domain
+                 p: Preset,         # patch size, batch, test patches, volumes to score, window overlap
+                 norm,              # the run's input normalization
+                 device, seed: int = 0, progress: bool = True,
                 ) -> dict:
-    "Score a trained run on its test domains and write `results.json` into `run_dir`."
-    from advnorm.train import load_experiment_data
-    run_dir = Path(run_dir); t0 = time.time(); dev = get_device(device)
-    cfg, nets, st = load_run(run_dir, dev, which)
-    check_run_folder(run_dir, cfg, st['file'])   # the folder's config.json must be the config these weights were trained with
-    e, p = experiment_from_config(cfg), Preset.from_dict(cfg['preset'])   # any domains: from the checkpoint alone
-    G, S = nets.get('G'), nets['S']
-    splits = load_experiment_data(e, p, data or cfg['data'], cfg['split'], cfg['seed'])
-    norm = input_normalizer(e.input_norm, scale=cfg.get('nyul_scale'))   # Nyúl: the scale fitted in training
-    res = {'exp': e.exp, 'setting': e.name, 'train_domains': list(e.train), 'test_domains': list(e.test),
-           'sites': [asdict(s) for s in e.sites],
-           'input_norm': e.input_norm, 'preset': p.name, 'preset_changes_from_paper': list(p.changes), 'adv_loss': p.adv_loss, 'lambda_adv': p.lambda_adv,
-           'data': cfg['data'], 'benchmark': cfg.get('benchmark'), 'split': cfg['split'],
-           'seed': cfg['seed'], 'classes': list(LABELS[1:]), 'patch_dice': {}, 'volume_dice': {}, 'hd95_mm': {},
-           'n_test_patches': {}, 'volumes': {},
-           'checkpoint_scored': 'best' if st['file'] == 'best.pt' else 'last', 'scored_step': st.get('step'),
-           'scored_epoch': st.get('epoch') if st['file'] != 'best.pt' else st.get('best_epoch'),
-           'best_val_dice_loss': None if st.get('best_step') is None else round(st['best_val'], 5),
-           'warmup_end_step': st.get('warmup_end_step'), 'identity_psnr_db_end_of_warmup': st.get('identity_psnr_db'),
-           'identity_criterion_db': p.identity_psnr_db if e.norm == 'G' else None,
-           'identity_criterion_met': None if e.norm != 'G' or st.get('identity_psnr_db') is None else st['identity_psnr_db'] >= p.identity_psnr_db,
-           'threads': cfg.get('threads'), 'deterministic': cfg.get('deterministic'), 'train_device': cfg.get('device')}
-    vols, per_domain_vals, gvols = {}, {'input': [], 'normalized': []}, {}
-    for dom in e.test:
-        ds = PatchDataset(splits, 'test', size=p.patch, norm=norm, domains=[dom])
-        d, n = _patch_dice(G, S, ds, p.test_patches, p.batch_size, dev, cfg['seed'])
-        res['patch_dice'][dom], res['n_test_patches'][dom] = d.round(4).tolist(), n
-        subj = [i for i in splits.test_subjects if splits.subjects[i].domain == dom][:p.eval_volumes]
-        dices, hds, vin, vout = [], [], [], []
-        for i in progress_bar(subj, desc=f'{dom} volumes', disable=not progress):
-            s = splits.subjects[i]
-            x = normalize_input(s.image, s.mask, norm)
-            lab, xh = predict_volume(S, x, G, roi=p.patch, overlap=p.eval_overlap, batch_size=p.batch_size, device=dev)
-            dices.append(dice_per_class(lab, s.label)); hds.append(hd95(lab, s.label, s.spacing))
-            vin.append(x[s.mask]); vout.append(xh[s.mask] if xh is not None else x[s.mask])
-            if keep: vols[s.name] = dict(domain=dom, image=x, normalized=xh, pred=lab, label=s.label)
-            if G is not None: gvols.setdefault(dom, []).append((x, xh, s.label, s.mask))
-        res['volume_dice'][dom] = np.nanmean(dices, 0).round(4).tolist()
-        with warnings.catch_warnings():   # a tissue absent from every volume has no HD95: NaN, said in the notebook
-            warnings.simplefilter('ignore', RuntimeWarning)
-            res['hd95_mm'][dom] = np.nanmean(hds, 0).round(3).tolist()
-        res['volumes'][dom] = [splits.subjects[i].name for i in subj]
-        per_domain_vals['input'].append(np.concatenate(vin)); per_domain_vals['normalized'].append(np.concatenate(vout))
-    for k in ('patch_dice', 'volume_dice', 'hd95_mm'):  # the mean over test domains, as one Table 1 row
-        with warnings.catch_warnings():                  # HD95 of a tissue no test volume has: NaN
-            warnings.simplefilter('ignore', RuntimeWarning)
-            res[k]['mean'] = np.nanmean([res[k][d] for d in e.test], 0).round(3 if k == 'hd95_mm' else 4).tolist()
-    res['volumes_seen_in_training'] = cfg['split'] == 'patch'
-    if len(e.test) >= 2:
-        res['jsd_bits'] = {'input': round(jsd(domain_histograms(per_domain_vals['input'])), 4)}
-        res['jsd_paper_compatible'] = {'input': round(jsd_paper_compatible(per_domain_vals['input']), 4)}
-        if G is not None:
-            res['jsd_bits']['normalized'] = round(jsd(domain_histograms(per_domain_vals['normalized'])), 4)
-            res['jsd_paper_compatible']['normalized'] = round(jsd_paper_compatible(per_domain_vals['normalized']), 4)
-    if G is not None:   # the paper's second claim: are G's images realistic? (11_realism)
-        from advnorm.realism import realism_scores
-        tr = {d: PatchDataset(splits, 'train', size=p.patch, norm=norm, domains=[d]) for d in e.train if d in splits.domains}
-        te = {d: PatchDataset(splits, 'test', size=p.patch, norm=norm, domains=[d]) for d in e.test}
-        res['realism'] = realism_scores(G, gvols, tr, te, seed=cfg['seed'], device=dev)
-    metrics = [json.loads(l) for l in (run_dir/'metrics.jsonl').read_text().splitlines()] if (run_dir/'metrics.jsonl').exists() else []
-    end = [m for m in metrics if 'train_seconds' in m]
-    last = [m for m in metrics if 'p_gen' in m][-120:]   # what D was doing over the last 120 steps (15 % of a quick run)
-    mean_of = lambda k: round(float(np.mean([m[k] for m in last if k in m])), 4)   # 'adv' only in the joint phase
-    if last: res['gan_diagnostics'] = {'steps': [last[0]['step'], last[-1]['step']],
-                                       **{k: mean_of(k) for k in ('d_acc_real', 'd_acc_gen', 'p_gen', 'adv', 'D') if any(k in m for m in last)}}
-    res.update(train_seconds=end[-1]['train_seconds'] if end else None, train_patches_per_s=end[-1]['patches_per_s'] if end else None,
-               eval_seconds=round(time.time() - t0, 2),
-               versions={'advnorm': advnorm.__version__, 'torch': torch.__version__, 'python': platform.python_version()},
-               device=str(dev), record_version=RECORD_VERSION, provenance=provenance(run_dir, cfg, st['file'], dev))
-    (run_dir/'results.json').write_text(json.dumps(res, indent=1))
-    if keep: res['_volumes'] = vols; res['_values'] = per_domain_vals
-    return res
+    "A test domain's scores: patch Dice, and Dice and HD95 of whole test volumes, with the volumes' intensities and images."
+    ds = PatchDataset(splits, 'test', size=p.patch, norm=norm, domains=[domain])
+    pd, n = patch_dice(G, S, ds, p.test_patches, p.batch_size, device, seed)
+    subjects = [splits.subjects[i] for i in splits.test_subjects if splits.subjects[i].domain == domain][:p.eval_volumes]
+    dices, hds, volumes = [], [], {}
+    for s in progress_bar(subjects, desc=f'{domain} volumes', disable=not progress):
+        x = normalize_input(s.image, s.mask, norm)
+        pred, x_hat = predict_volume(S, x, G, roi=p.patch, overlap=p.eval_overlap, batch_size=p.batch_size, device=device)
+        dices.append(dice_per_class(pred, s.label)); hds.append(hd95(pred, s.label, s.spacing))
+        volumes[s.name] = dict(domain=domain, image=x, normalized=x_hat, pred=pred, label=s.label, mask=s.mask)
+    with warnings.catch_warnings():   # a tissue absent from every volume has no HD95: NaN, said in the notebook
+        warnings.simplefilter('ignore', RuntimeWarning)
+        hd = np.nanmean(hds, 0).round(3).tolist()
+    brain = lambda k: np.concatenate([v[k][v['mask']] if v[k] is not None else v['image'][v['mask']] for v in volumes.values()])
+    return {'patch_dice': pd.round(4).tolist(), 'n_test_patches': n, 'volume_dice': np.nanmean(dices, 0).round(4).tolist(),
+            'hd95_mm': hd, 'volumes': [s.name for s in subjects], 'input': brain('image'), 'normalized': brain('normalized'),
+            '_volumes': volumes}
 
 # %% ../nbs/07_evaluate.ipynb #bfe247bc
 SEG_CMAP = matplotlib.colors.ListedColormap(['black', '#3b75af', '#9e9e9e', '#f2f2f2'])
 
-def plot_examples(volumes: dict, path=None, axis: int = 2):
-    "One row per subject: input | normalized | prediction | truth, on the middle slice along `axis`."
+def plot_examples(volumes: dict,  # {subject: dict(image, normalized (or None), pred, label)}, e.g. `evaluate_run(keep=True)['_volumes']`
+                  path=None,      # also save the figure there
+                  axis: int = 2,  # slice axis
+                 ):
+    "One row per subject: input | normalized | prediction | truth, on the middle slice along `axis`; returns the figure."
     names = list(volumes)
     fig, axs = plt.subplots(len(names), 4, figsize=(11, 2.8 * len(names)), squeeze=False)
     for r, n in enumerate(names):
@@ -259,8 +235,11 @@ def plot_examples(volumes: dict, path=None, axis: int = 2):
     if path: fig.savefig(path, dpi=80)
     return fig
 
-def plot_tissue_histograms(volumes: dict, path=None, bins: int = 60):
-    "Fig. 4: per tissue, histograms of the inputs (red) and of G's outputs (blue), all test volumes pooled."
+def plot_tissue_histograms(volumes: dict,  # as `plot_examples`
+                           path=None,      # also save the figure there
+                           bins: int = 60,
+                          ):
+    "Fig. 4: per tissue, histograms of the inputs (red) and of G's outputs (blue), all test volumes pooled; returns the figure."
     fig, axs = plt.subplots(1, 3, figsize=(11, 2.8))
     for c, ax in zip((1, 2, 3), axs):
         xin = np.concatenate([v['image'][v['label'] == c] for v in volumes.values()])
@@ -277,8 +256,10 @@ def _smooth(pts):
     s, v = map(np.array, zip(*pts)); w = max(1, len(v) // 30)
     return s[w - 1:], np.convolve(v, np.ones(w) / w, 'valid')
 
-def plot_learning_curves(run_dir, path=None):
-    "Training losses, validation Dice loss (best model marked), G's identity PSNR in the warm-up, and D's diagnostics."
+def plot_learning_curves(run_dir,    # a run folder (its metrics.jsonl)
+                         path=None,  # also save the figure there
+                        ):
+    "Training losses, validation Dice loss (best model marked), G's identity PSNR in the warm-up, and D's diagnostics; returns the figure."
     recs = [json.loads(l) for l in (Path(run_dir)/'metrics.jsonl').read_text().splitlines()]
     steps = [r for r in recs if 'dice' in r]; vals = [r for r in recs if 'val_dice_loss' in r]
     end = next((r['step'] for r in vals if 'identity_psnr_db' in r and not r['warmup']), None)   # warm-up end
@@ -309,57 +290,3 @@ def plot_learning_curves(run_dir, path=None):
     fig.tight_layout()
     if path: fig.savefig(path, dpi=80)
     return fig
-
-# %% ../nbs/07_evaluate.ipynb #9b9b98f9
-def check_params(exp, preset, data, seed, split, overrides=None) -> None:
-    "Validate a run's parameters before any work: one clear error naming the bad one."
-    as_experiment(exp)
-    if overrides is not None and not isinstance(overrides, dict): raise ValueError(f'overrides={overrides!r}: expected a dict of preset fields')
-    p = get_preset(preset, **(overrides or {}))
-    from advnorm.losses import get_adv_loss; get_adv_loss(p.adv_loss)
-    check_split(split); check_seed(seed)
-    if str(data) != 'synthetic' and not Path(data).expanduser().is_dir():
-        raise FileNotFoundError(f"data={str(data)!r}: no such folder (use 'synthetic' or a folder holding iSEG/ and MRBrainS/TrainingData/)")
-
-def _name_value(v) -> str:
-    "An override's value as it appears in a folder name: a dict (e.g. per-network learning rates) as `G0.0001,S0.001`."
-    return ','.join(f'{k}{_name_value(x)}' for k, x in v.items()) if isinstance(v, dict) else str(v)
-
-def run_name(exp, preset, split, seed, overrides=None) -> str:
-    "The default run folder name: `exp7-quick-patch-seed0` (a spec: its name first), plus `-field=value` per preset override."
-    extra = ''.join(f'-{k}={_name_value(v)}' for k, v in sorted((overrides or {}).items()))
-    return f'{run_tag(as_experiment(exp))}-{preset}-{split}-seed{seed}{extra}'
-
-def _peak_rss_gib() -> float | None:
-    "Peak resident memory of this process so far (GiB; for a papermill run, the kernel: training and evaluation)."
-    try: import resource
-    except ImportError: return None                     # Windows
-    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(r / 2**30 if sys.platform == 'darwin' else r / 2**20, 3)
-
-def run_experiment(exp=7, preset='quick', data='synthetic', seed=0, split='patch', out=None, device='auto',
-                   resume: bool = True,      # continue the run `out` holds (refused, naming the fields, if it is another run)
-                   progress: bool = True, overrides: dict | None = None,
-                   overwrite: bool = False,  # replace the run `out` holds instead
-                   keep_volumes: bool = False  # also return the test volumes under '_volumes' (for a viewer)
-                  ) -> dict:
-    "Train (or resume) experiment `exp` (a Table 1 row or a spec), score it, save figures; returns the results (also in `out/results.json`)."
-    from advnorm.train import train, describe_run
-    from advnorm.core import runs_dir, shown_path
-    check_params(exp, preset, data, seed, split, overrides)
-    t0, exp = time.time(), as_experiment(exp)
-    out = Path(out) if out else runs_dir()/run_name(exp, preset, split, seed, overrides)
-    again = resume and not overwrite and (out/'checkpoint.pt').exists()
-    if again: print(f'{shown_path(out)} holds a run ({describe_run(out)}): resumed if it is this one')
-    run = train(exp, preset, data, out, seed, split, resume=again, overwrite=overwrite,   # another run there: refused, named
-                device=device, progress=progress, **(overrides or {}))
-    res = evaluate_run(run, device=device, keep=True, progress=progress)
-    figs = {'examples': run/'examples.png', 'histograms': run/'histograms.png', 'learning_curves': run/'learning_curves.png'}
-    for f in (plot_examples(res['_volumes'], figs['examples']), plot_tissue_histograms(res['_volumes'], figs['histograms']),
-              plot_learning_curves(run, figs['learning_curves'])): plt.close(f)   # saved; shown once, from the files
-    vols = res['_volumes']
-    res = {k: v for k, v in res.items() if not k.startswith('_')}
-    res.update(figures={k: str(v) for k, v in figs.items()}, wall_seconds=round(time.time() - t0, 2), run_dir=str(run),
-               overrides=dict(overrides or {}), peak_rss_gib=_peak_rss_gib())
-    (run/'results.json').write_text(json.dumps(res, indent=1))
-    return res | {'_volumes': vols} if keep_volumes else res

@@ -10,6 +10,11 @@ import torch.nn.functional as F
 from torch import nn
 from scipy import ndimage
 from scipy.stats import rankdata, wasserstein_distance
+from .data import input_normalizer, normalize_input
+from .experiments import Preset
+from .sites import experiment_from_config
+from .rundata import load_experiment_data
+from .evaluate import load_run, predict_volume
 
 # %% auto #0
 __all__ = ['TISSUES', 'intensity_gain', 'tissue_values', 'tissue_w1', 'ssim_map', 'ssim_in_mask', 'roc_auc', 'RealismCritic',
@@ -141,11 +146,6 @@ def realism_scores(G,                      # the run's generator (eval mode)
 # %% ../nbs/11_realism.ipynb #c2395c08
 def g_output_slices(run_dirs: dict, device='cpu') -> tuple:
     "Middle axial slices of the input and of each run's gain-matched G(x), first test subject per domain: (inputs, outputs)."
-    from advnorm.evaluate import load_run, predict_volume
-    from advnorm.experiments import Preset
-    from advnorm.data import input_normalizer, normalize_input
-    from advnorm.train import load_experiment_data
-    from advnorm.sites import experiment_from_config
     inputs, outputs, names = {}, {}, None
     for label, run in run_dirs.items():
         cfg, nets, _ = load_run(run, device)

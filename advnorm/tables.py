@@ -8,11 +8,12 @@ import json
 from pathlib import Path
 import numpy as np
 from scipy import stats
-from .core import runs_dir, project_root, _home, config_digest, relative_paths
-from .experiments import EXPERIMENTS, get_experiment
+from .core import runs_dir, project_root, home_dir, config_digest, relative_paths, as_json
+from .experiments import EXPERIMENTS, get_experiment, get_preset
+from .synthetic import benchmark_dir
 from .sites import as_experiment
 from .train import resolve_preset
-from .evaluate import run_name
+from .runner import run_name, run_experiment
 
 # %% auto #0
 __all__ = ['PAPER_TABLE1', 'PAPER_TABLE2', 'PAIRS', 'ORDERINGS', 'VARIANT_RUNS', 'RECORD_FIELDS', 'PROVENANCE_FIELDS', 'SPLITS',
@@ -30,11 +31,11 @@ PAPER_TABLE2 = {'input': 3.509, 'normalized': 3.504}
 # %% ../nbs/08_tables.ipynb #5594ec23
 def run_dir_for(exp, preset, split, seed, root=None, overrides=None) -> Path:
     "The default folder of a run (the one `run_experiment` and `train` use)."
-    return Path(root or runs_dir())/run_name(exp, preset, split, seed, overrides)
+    return Path(root or runs_dir())/run_name(as_experiment(exp), preset, split, seed, overrides)
 
 def results_dir() -> Path:
     "Committed records of finished runs: `$ADVNORM_RESULTS`, else `<checkout>/results`, else `~/.cache/advnorm/results`."
-    return _home('ADVNORM_RESULTS', 'results')
+    return home_dir('ADVNORM_RESULTS', 'results')
 
 def archive_run(run_dir, keep=None) -> Path:
     "Copy a finished run's `results.json` and `config.json` to `keep/<run folder name>/` (paths made relative)."
@@ -47,8 +48,6 @@ def archive_run(run_dir, keep=None) -> Path:
 
 def _benchmark_now(preset, data, overrides=None) -> str | None:
     "The benchmark folder name a run of `preset` (with `overrides`) on `data` uses now (None for real data)."
-    from advnorm.experiments import get_preset
-    from advnorm.synthetic import benchmark_dir
     return benchmark_dir(**get_preset(preset, **(overrides or {})).benchmark).name if str(data) == 'synthetic' else None
 
 def sweep(exps=tuple(EXPERIMENTS), seeds=(0, 1), preset='quick', split='patch', data='synthetic', root=None,
@@ -58,7 +57,6 @@ def sweep(exps=tuple(EXPERIMENTS), seeds=(0, 1), preset='quick', split='patch', 
           device='auto',                   # where missing runs train and are scored
          ) -> dict:
     "Results of every (exp, seed): from the kept records, from the run folder, or run with `run_experiment` when missing."
-    from advnorm.evaluate import run_experiment
     keep = Path(keep) if keep else (results_dir() if root is None else Path(root)/'results')
     bench, out = _benchmark_now(preset, data, overrides), {}
     for exp in exps:
@@ -227,14 +225,12 @@ VARIANT_RUNS = {   # label: (experiment, preset overrides)
 
 def lambda_variants(lambdas=(0.1, 1.0, 5.0), preset='quick') -> dict:
     "Exp 7 at each λ, as variants; the preset's own λ needs no override, so it shares Table 1's run."
-    from advnorm.experiments import get_preset
     default = get_preset(preset).lambda_adv
     return {f'λ={l:g}': (7, {} if float(l) == default else {'lambda_adv': float(l)}) for l in lambdas}
 
 def budget_variants(factors=(1, 3), lambdas=(0.1, 1.0), preset='quick',
                     baselines=(5, 6)) -> dict:   # rows trained at the same budgets, to compare exp 7 with
     "Exp 7 at `factors` times the preset's training steps and at each λ, and the `baselines` at the same budgets."
-    from advnorm.experiments import get_preset
     p = get_preset(preset)
     steps = lambda f: {'epochs': p.epochs * f} if f != 1 else {}
     ov = lambda f, l: steps(f) | ({'lambda_adv': float(l)} if float(l) != p.lambda_adv else {})
@@ -243,7 +239,6 @@ def budget_variants(factors=(1, 3), lambdas=(0.1, 1.0), preset='quick',
 
 def severity_variants(levels=(0.25, 0.5, 0.75, 1.0), exps=(5, 6, 7), preset='quick') -> dict:
     "Exps `exps` on the benchmark at each intensity-shift severity (`advnorm.synthetic.shifted_profile`; 1: Table 1's)."
-    from advnorm.experiments import get_preset
     b = get_preset(preset).benchmark
     return {f'exp {e}, severity {s:g}': (e, {} if float(s) == 1 else {'benchmark': b | {'severity': float(s)}})
             for s in levels for e in exps}
@@ -382,7 +377,7 @@ def check_record(folder) -> list[str]:
     bad += [f'{where}: {k} is {a!r} in results.json but {b!r} in config.json' for k, (a, b) in pairs.items() if a != b]
     try:
         e = as_experiment(r['exp'])
-        if c.get('preset') != json.loads(json.dumps(resolve_preset(e, r['preset'], **ov).to_dict())):
+        if c.get('preset') != as_json(resolve_preset(e, r['preset'], **ov).to_dict()):
             bad.append(f"{where}: config.json's preset is not {r['preset']!r} with overrides {ov}")
         if run_name(e, r['preset'], r['split'], r['seed'], ov or None) != folder.name:
             bad.append(f"{where}: the folder of this record should be named {run_name(e, r['preset'], r['split'], r['seed'], ov or None)}")
@@ -407,7 +402,7 @@ NOISE_RUNS = {   # the implementation's own noise: Table 1 runs of seed 0 traine
 
 def expected_records(preset: str = 'quick') -> dict:
     "{table: [folders under results/]}: every record each committed table and study is drawn from."
-    name = lambda e, sp, s, ov=None: run_name(e, preset, sp, s, ov or None)
+    name = lambda e, sp, s, ov=None: run_name(as_experiment(e), preset, sp, s, ov or None)
     return {'table1': [name(e, sp, s) for sp in SPLITS for e, seeds in TABLE1_SEEDS[sp].items() for s in seeds],
             'noise floor': [f'noise/{what}/{name(e, sp, 0)}' for what, runs in NOISE_RUNS.items() for e, sp in runs],
             'severity': [f'severity/{name(e, "patch", s, ov)}' for e, ov in severity_variants(preset=preset).values() for s in (0, 1)],

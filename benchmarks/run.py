@@ -31,8 +31,9 @@ from advnorm.data import PatchDataset, DomainBalancedSampler, extract_patches, p
 from advnorm.evaluate import predict_volume
 from advnorm.experiments import get_experiment, get_preset
 from advnorm.synthetic import make_subject
-from advnorm.train import (build_networks, build_optimizers, make_autocast, gs_step, d_step, load_experiment_data,
-                           gan_diagnostics, _check_finite)
+from advnorm.train import build_networks, build_optimizers, gs_step, d_step, gan_diagnostics
+from advnorm.runtime import make_autocast, check_finite
+from advnorm.rundata import load_experiment_data
 from advnorm.flops import step_flops, achieved, peak_tflops
 
 PAPER_PATCHES_PER_S = 27_647 * 0.6 * 50 / (8 * 3600)   # the paper: 60 % of 27,647 patches x 50 epochs in 8 h, 2 GPUs
@@ -93,12 +94,12 @@ def make_step(p, dev, exp=7, deterministic=True, **settings):
     def step(x, y, z):
         mark()
         nets['D'].requires_grad_(False)                        # D is only a critic in the G+S update
-        gs = gs_step(G, S, D, x, y, z, warmup=False, identity=False, lambda_adv=p.lambda_adv, autocast=autocast)
-        if s['sync']: _check_finite(gs, 0, Path(os.devnull)); {k: v.item() for k, v in gs.items() if k != 'x_hat'}
+        gs, x_hat = gs_step(G, S, D, x, y, z, warmup=False, identity=False, lambda_adv=p.lambda_adv, autocast=autocast)
+        if s['sync']: check_finite(gs, 0, Path(os.devnull)); {k: v.item() for k, v in gs.items()}
         update(gs['total'], 'SG')
         nets['D'].requires_grad_(True)
-        ld, logits = d_step(D, x, gs['x_hat'], z, autocast, return_logits=True)
-        if s['sync']: _check_finite({'D': ld}, 0, Path(os.devnull))
+        ld, logits = d_step(D, x, x_hat, z, autocast)
+        if s['sync']: check_finite({'D': ld}, 0, Path(os.devnull))
         update(ld, 'D')
         if s['sync']: ld.item(); gan_diagnostics(logits, z)
     return step, nets

@@ -244,7 +244,7 @@ def _assert_identical(a, b, where):
 # --- DDP: one rank fails, the whole job ends in bounded time ---------------------------------------------------------
 RANK_SCRIPT = '''
 import sys, time, torch, torch.distributed as dist
-from advnorm.train import setup_distributed
+from advnorm.runtime import setup_distributed
 rank, world, dev = setup_distributed('cpu', timeout_s=10)
 if rank == 1:
     if sys.argv[1] == 'raises': raise RuntimeError('rank 1 fails on purpose')
@@ -266,7 +266,7 @@ def test_ddp_rank_failure_ends_the_job(mode, culprit, tmp_path):
     assert culprit in r.stderr and 'passed the collective' not in r.stdout, r.stderr[-3000:]
 
 # --- a run folder is one run: resume and re-use refuse another run, interrupts keep the work ---------------------------
-from advnorm.evaluate import evaluate_run
+from advnorm.runner import evaluate_run
 from advnorm.segment import main as segment_main
 
 def _cli(args, capsys, entry=main):

@@ -16,7 +16,8 @@ def test_joint_steps_under_autocast(amp):
     """G+S and D updates under autocast: finite losses in float32, every network moves; fp16 goes through a GradScaler,
     which skips the steps whose scaled gradients overflow (its first ones, while it lowers the scale)."""
     from advnorm.experiments import get_experiment, get_preset
-    from advnorm.train import build_networks, build_optimizers, make_autocast, gs_step, d_step
+    from advnorm.train import build_networks, build_optimizers, gs_step, d_step
+    from advnorm.runtime import make_autocast
     dev, p = torch.device('cuda'), get_preset('smoke', amp=amp)
     torch.manual_seed(0)
     nets = {k: m.to(dev).train() for k, m in build_networks(get_experiment(7), p).items()}
@@ -30,12 +31,12 @@ def test_joint_steps_under_autocast(amp):
     G, S, D = nets['G'], nets['S'], nets['D']
     for _ in range(20):
         D.requires_grad_(False)
-        gs = gs_step(G, S, D, x, y, z, warmup=False, identity=False, lambda_adv=1.0, autocast=autocast)
+        gs, x_hat = gs_step(G, S, D, x, y, z, warmup=False, identity=False, lambda_adv=1.0, autocast=autocast)
         assert torch.isfinite(gs['total']) and gs['dice'].dtype == gs['adv'].dtype == torch.float32
         for k in 'GS': opts[k].zero_grad(set_to_none=True)
         scaler.scale(gs['total']).backward(); scaler.step(opts['G']); scaler.step(opts['S'])
         D.requires_grad_(True); opts['D'].zero_grad(set_to_none=True)
-        ld = d_step(D, x, gs['x_hat'], z, autocast)
+        ld, _ = d_step(D, x, x_hat, z, autocast)
         assert torch.isfinite(ld)
         scaler.scale(ld).backward(); scaler.step(opts['D']); scaler.update()
         if all(not torch.equal(flat(m), before[k]) for k, m in nets.items()): break
@@ -46,7 +47,8 @@ def test_joint_steps_under_autocast(amp):
 def test_cuda_run_scored_on_cpu(tmp_path):
     "A smoke run trained on the GPU with the default AMP (fp16): its checkpoint loads and is scored on a CPU-only setup."
     from advnorm.train import train
-    from advnorm.evaluate import load_run, evaluate_run
+    from advnorm.evaluate import load_run
+    from advnorm.runner import evaluate_run
     run = train(7, 'smoke', out=tmp_path/'run', device='cuda', progress=False)
     cfg = json.loads((run/'config.json').read_text())
     assert cfg['device'].startswith('cuda') and cfg['preset']['amp'] == 'auto'

@@ -8,8 +8,10 @@ from advnorm.core import load_checkpoint, atomic_save
 from advnorm.data import load_domains
 from advnorm.experiments import get_experiment, get_preset
 from advnorm.sites import write_nifti_domain
-from advnorm.train import main, resolve_data, train
-from advnorm.evaluate import evaluate_run, load_run
+from advnorm.train import main, train
+from advnorm.rundata import resolve_data
+from advnorm.runner import evaluate_run
+from advnorm.evaluate import load_run
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, 'OMP_NUM_THREADS': '1'}

@@ -1,0 +1,53 @@
+"""The package's shape (issue: one clear engine layer): modules import only below them, never inside a function to dodge
+a cycle, never another module's private name; no function longer than a page."""
+import ast
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parents[1]/'advnorm'
+MAX_LINES = 60
+
+def _modules():
+    return {p.stem: ast.parse(p.read_text()) for p in sorted(PKG.glob('*.py')) if not p.name.startswith('_')}
+
+def _package_imports(tree):
+    "(module imported, names, top level?) for every import of a package module."
+    top = {id(n) for n in tree.body}
+    for n in ast.walk(tree):
+        if isinstance(n, ast.ImportFrom) and (n.level or (n.module or '').startswith('advnorm.')):
+            yield (n.module or '').removeprefix('advnorm.'), [a.name for a in n.names], id(n) in top, n.lineno
+
+def import_graph() -> dict:
+    return {m: sorted({d for d, *_ in _package_imports(t)}) for m, t in _modules().items()}
+
+def test_no_import_cycle():
+    g, order, state = import_graph(), [], {}
+    def visit(m, path):
+        if state.get(m) == 'done': return
+        assert state.get(m) != 'open', f'import cycle: {" -> ".join(path + [m])}'
+        state[m] = 'open'
+        for d in g.get(m, []): visit(d, path + [m])
+        state[m] = 'done'; order.append(m)
+    for m in g: visit(m, [])
+    assert {'core', 'data', 'train', 'runtime', 'rundata', 'evaluate', 'runner', 'realism'} <= set(order)
+    # the layers of the method: evaluation stands on training, orchestration on evaluation, never the reverse
+    assert order.index('train') < order.index('evaluate') < order.index('realism') < order.index('runner') < order.index('tables')
+    assert order.index('rundata') < order.index('runtime') < order.index('train')
+
+def test_no_import_inside_a_function_and_no_private_name_across_modules():
+    bad = []
+    for m, t in _modules().items():
+        for dep, names, top, line in _package_imports(t):
+            if not top: bad.append(f'{m}.py:{line}: imports advnorm.{dep} inside a function')
+            bad += [f'{m}.py:{line}: imports the private {dep}.{n}' for n in names if n.startswith('_')]
+    assert not bad, '\n'.join(bad)
+
+def test_no_function_longer_than_a_page():
+    long = [f'{m}.{n.name}: {n.end_lineno - n.lineno + 1} lines' for m, t in _modules().items()
+            for n in ast.walk(t) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > MAX_LINES]
+    assert not long, long
+
+def test_the_checks_catch_what_they_look_for(tmp_path):
+    "The checks above fail on code that breaks them (a cycle, an inner import, a private name)."
+    t = ast.parse('from advnorm.a import _x\ndef f():\n    from advnorm.b import y\n')
+    got = list(_package_imports(t))
+    assert [(d, top) for d, _, top, _ in got] == [('a', True), ('b', False)] and got[0][1] == ['_x']
