@@ -15,10 +15,10 @@ from torch.utils.data import Dataset, Sampler
 
 # %% auto #0
 __all__ = ['LABELS', 'ISEG_LABELS', 'MRBRAINS_LABELS', 'LAYOUTS', 'LAYOUT_FILES', 'READERS', 'INPUT_NORMS', 'SPLITS', 'Subject',
-           'check_image', 'check_label_map', 'load_iseg', 'load_mrbrains', 'load_nifti_domain', 'list_subjects',
-           'register_domain', 'load_domains', 'zscore', 'whitestripe', 'NyulStandardizer', 'normalize_input',
-           'input_normalizer', 'pad_volume', 'extract_patches', 'Splits', 'check_split', 'check_seed', 'make_splits',
-           'PatchDataset', 'DomainBalancedSampler']
+           'read_volume', 'check_image', 'check_label_map', 'voxel_size', 'resample', 'load_iseg', 'load_mrbrains',
+           'load_nifti_domain', 'list_subjects', 'register_domain', 'load_domains', 'zscore', 'whitestripe',
+           'NyulStandardizer', 'normalize_input', 'input_normalizer', 'pad_volume', 'extract_patches', 'Splits',
+           'check_split', 'check_seed', 'make_splits', 'PatchDataset', 'DomainBalancedSampler']
 
 # %% ../nbs/01_data.ipynb #2438b3cc
 LABELS = ('background', 'CSF', 'GM', 'WM')
@@ -46,7 +46,9 @@ class Subject:
         return f'Subject({self.name!r}, domain={self.domain!r}, shape={self.image.shape}, spacing={sp} mm)'
 
 # %% ../nbs/01_data.ipynb #223087f8
-def _read_volume(path: Path, dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
+def read_volume(path: Path,        # a 3-D NIfTI (.nii, .nii.gz) or Analyze (.hdr, with its .img beside it) file
+                dtype=np.float32   # dtype of the array; a float type is checked for NaN/Inf
+               ) -> tuple[np.ndarray, np.ndarray]:  # (the 3-D array, its 4x4 voxel -> world affine in mm)
     "Load `path` with nibabel as a finite 3-D array (trailing singleton dimensions squeezed) and its affine."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f'missing file: {path}')
@@ -112,13 +114,18 @@ def check_label_map(label_map,              # {file value: class index}, e.g. {0
     return out
 
 # %% ../nbs/01_data.ipynb #d70c5974
-def _voxel_size(affine: np.ndarray) -> np.ndarray:
+def voxel_size(affine: np.ndarray  # 4x4 voxel -> world affine (mm)
+              ) -> np.ndarray:     # (3,) voxel size in mm along each array axis
     "Voxel size in mm along each array axis: the lengths of the affine's columns."
     return np.linalg.norm(affine[:3, :3], axis=0)
 
-def _resample(x: np.ndarray, affine: np.ndarray, spacing: float, order: int) -> tuple[np.ndarray, np.ndarray]:
+def resample(x: np.ndarray,       # 3-D volume
+             affine: np.ndarray,  # its 4x4 voxel -> world affine (mm)
+             spacing: float,      # target isotropic voxel size in mm
+             order: int           # spline order: 1 (linear) for an image, 0 (nearest neighbour) for labels
+            ) -> tuple[np.ndarray, np.ndarray]:  # (the resampled volume, of `x`'s dtype; its new affine)
     "Resample `x` to isotropic `spacing` mm with spline `order` (1 image, 0 labels); returns (volume, new affine)."
-    step = spacing / _voxel_size(affine)                        # input voxels per output voxel
+    step = spacing / voxel_size(affine)                         # input voxels per output voxel
     shape = tuple(int(n) for n in np.floor((np.array(x.shape) - 1) / step + 1e-6) + 1)
     out = ndimage.affine_transform(x, step, output_shape=shape, order=order, mode='nearest')
     new = affine.copy(); new[:3, :3] = affine[:3, :3] * step
@@ -134,8 +141,8 @@ def _load_pair(name, domain, image_path, label_path, label_map, spacing=1.0, sku
     _check_spacing(spacing)
     for p in (image_path, label_path):
         if not Path(p).is_file(): raise FileNotFoundError(f'{name}: missing file {p}')
-    image, affine = _read_volume(image_path)
-    raw, label_affine = _read_volume(label_path, dtype=np.float64)
+    image, affine = read_volume(image_path)
+    raw, label_affine = read_volume(label_path, dtype=np.float64)
     if image.shape != raw.shape:
         raise ValueError(f'{label_path}: label shape {raw.shape} does not match image {image_path} shape {image.shape}')
     if not np.allclose(affine, label_affine, atol=1e-3):
@@ -144,13 +151,13 @@ def _load_pair(name, domain, image_path, label_path, label_map, spacing=1.0, sku
                          f'(element [{i},{j}]: {label_affine[i, j]:g} vs {affine[i, j]:g})')
     label = _map_labels(raw, label_map, label_path)
     check_image(image, image_path, label > 0 if label.any() else None)   # advnorm-segment's test; no labels: make_splits names it
-    if spacing is not None and not np.allclose(_voxel_size(affine), spacing, atol=1e-3):
-        image, new_affine = _resample(image, affine, float(spacing), order=1)
-        label, _ = _resample(label, affine, float(spacing), order=0)
+    if spacing is not None and not np.allclose(voxel_size(affine), spacing, atol=1e-3):
+        image, new_affine = resample(image, affine, float(spacing), order=1)
+        label, _ = resample(label, affine, float(spacing), order=0)
         affine = new_affine
     if skull_strip: image = image * (label > 0)
     return Subject(name, domain, image.astype(np.float32, copy=False), label.astype(np.uint8, copy=False), affine,
-                   tuple(float(v) for v in _voxel_size(affine)))
+                   tuple(float(v) for v in voxel_size(affine)))
 
 # %% ../nbs/01_data.ipynb #93129841
 def _numbered(names, pattern) -> list[int]:
