@@ -18,7 +18,8 @@ from .core import progress_bar  # the widget in JupyterLab, text under papermill
 
 import advnorm
 from .core import get_device, load_checkpoint, config_digest, file_sha256, git_commit, relative_paths
-from .data import LABELS, PatchDataset, normalize_input, input_normalizer, check_split, check_seed
+from .data import LABELS, normalize_input, input_normalizer
+from .patches import PatchDataset, check_split, check_seed
 from .experiments import get_experiment, get_preset, Preset
 from .sites import as_experiment, experiment_from_config, run_tag
 from .networks import UNet3D, ResNet3D18

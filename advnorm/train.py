@@ -22,7 +22,8 @@ from .core import progress_bar  # the widget in JupyterLab, text under papermill
 import advnorm
 from .core import get_device, seed_everything, atomic_save, load_checkpoint, runs_dir, git_commit, temporary_beside
 from .experiments import Experiment, Preset, get_experiment, get_preset, variant_preset
-from .data import make_splits, PatchDataset, DomainBalancedSampler, input_normalizer, check_split, check_seed
+from .data import input_normalizer
+from .patches import make_splits, PatchDataset, DomainBalancedSampler, check_split, check_seed
 from .synthetic import ensure_benchmark, benchmark_dir
 from .sites import as_experiment, builtin_domains, cli_experiment, experiment_from_config, read_domains, run_tag
 from .networks import UNet3D, ResNet3D18
