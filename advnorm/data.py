@@ -288,7 +288,7 @@ def register_domain(name: str,               # the domain's name, e.g. 'Site3'
     if not name or '/' in name: raise ValueError(f'name={name!r}: expected a plain domain name')
     READERS[name] = (lambda root, spacing=1.0: load_nifti_domain(root, name, spacing)), folder or name
 
-register_domain('LowField')   # the embedded benchmark's third domain (03_synthetic)
+register_domain('LowField')   # the embedded benchmark's third domain (04_benchmark)
 
 def load_domains(root: str | Path,               # folder holding iSEG/, MRBrainS/TrainingData/, ...
                  spacing: float | None = 1.0,    # target isotropic voxel size in mm; None keeps the file grids

@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 from .core import runs_dir, project_root, _home, config_digest, relative_paths
-from .experiments import EXPERIMENTS, get_experiment
+from .experiments import EXPERIMENTS, get_experiment, get_preset
 from .sites import as_experiment
 from .train import resolve_preset
 from .evaluate import run_name
+from .benchmark import benchmark_dir
 
 # %% auto #0
 __all__ = ['PAPER_TABLE1', 'PAPER_TABLE2', 'PAIRS', 'ORDERINGS', 'VARIANT_RUNS', 'RECORD_FIELDS', 'PROVENANCE_FIELDS', 'SPLITS',
@@ -47,8 +48,6 @@ def archive_run(run_dir, keep=None) -> Path:
 
 def _benchmark_now(preset, data, overrides=None) -> str | None:
     "The benchmark folder name a run of `preset` (with `overrides`) on `data` uses now (None for real data)."
-    from advnorm.experiments import get_preset
-    from advnorm.synthetic import benchmark_dir
     return benchmark_dir(**get_preset(preset, **(overrides or {})).benchmark).name if str(data) == 'synthetic' else None
 
 def sweep(exps=tuple(EXPERIMENTS), seeds=(0, 1), preset='quick', split='patch', data='synthetic', root=None,

@@ -24,7 +24,7 @@ from .core import get_device, seed_everything, atomic_save, load_checkpoint, run
 from .experiments import Experiment, Preset, get_experiment, get_preset, variant_preset
 from .data import input_normalizer
 from .patches import make_splits, PatchDataset, DomainBalancedSampler, check_split, check_seed
-from .synthetic import ensure_benchmark, benchmark_dir
+from .benchmark import ensure_benchmark, benchmark_dir
 from .sites import as_experiment, builtin_domains, cli_experiment, experiment_from_config, read_domains, run_tag
 from .networks import UNet3D, ResNet3D18
 from .losses import dice_loss, d_loss, g_adv_loss, identity_loss, get_adv_loss, gradient_penalty, ImagePool

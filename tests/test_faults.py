@@ -8,7 +8,7 @@ from advnorm.core import atomic_save, load_checkpoint
 from advnorm.data import load_domains, Subject
 from advnorm.patches import extract_patches, make_splits, PatchDataset, DomainBalancedSampler
 from advnorm.experiments import get_preset
-from advnorm.synthetic import WRITERS, make_benchmark, ensure_benchmark
+from advnorm.benchmark import WRITERS, make_benchmark, ensure_benchmark
 from advnorm.train import train, main
 
 ROOT = Path(__file__).resolve().parent.parent
