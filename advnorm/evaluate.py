@@ -17,7 +17,8 @@ from .core import progress_bar  # the widget in JupyterLab, text under papermill
 
 import advnorm
 from .core import get_device, load_checkpoint, config_digest, file_sha256, git_commit, relative_paths, as_json
-from .data import LABELS, PatchDataset, normalize_input
+from .data import LABELS, normalize_input
+from .patches import PatchDataset
 from .experiments import Preset
 from .sites import experiment_from_config
 from .train import build_networks

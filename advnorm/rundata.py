@@ -11,8 +11,9 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 from .experiments import Experiment, Preset
-from .data import make_splits, Splits, PatchDataset, DomainBalancedSampler, input_normalizer, check_split
-from .synthetic import ensure_benchmark, benchmark_dir
+from .data import input_normalizer
+from .patches import make_splits, Splits, PatchDataset, DomainBalancedSampler, check_split
+from .benchmark import ensure_benchmark, benchmark_dir
 from .sites import builtin_domains, read_domains
 
 # %% auto #0

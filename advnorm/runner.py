@@ -13,7 +13,8 @@ import matplotlib.pyplot as plt
 
 import advnorm
 from .core import get_device, runs_dir, shown_path
-from .data import LABELS, PatchDataset, input_normalizer, check_split, check_seed
+from .data import LABELS, input_normalizer
+from .patches import PatchDataset, check_split, check_seed
 from .experiments import Experiment, Preset
 from .sites import as_experiment, experiment_from_config, run_tag
 from .losses import get_adv_loss

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 
 import advnorm
 from .core import get_device, load_checkpoint, progress_bar, widget_frontend, temporary_beside
-from .data import _read_volume, _resample, _voxel_size, normalize_input, input_normalizer, check_image
+from .data import read_volume, resample, voxel_size, normalize_input, input_normalizer, check_image
 from .experiments import Experiment, Preset, get_experiment
 from .sites import experiment_from_config
 from .train import build_networks
@@ -69,7 +69,7 @@ def _to_input_grid(y: np.ndarray,    # a volume on the model's grid
                    shape: tuple,      # the input's shape
                    order: int         # 0 for labels, 1 for intensities
                   ) -> np.ndarray:
-    "Resample `y` from the model's grid back onto the input grid of `shape` (the inverse of `_resample`)."
+    "Resample `y` from the model's grid back onto the input grid of `shape` (the inverse of `resample`)."
     return ndimage.affine_transform(y, 1 / np.asarray(step, float), output_shape=tuple(shape), order=order,
                                     mode='nearest').astype(y.dtype, copy=False)
 
@@ -129,20 +129,20 @@ def segment_file(image_path: str | Path,          # a 3-D NIfTI (.nii, .nii.gz) 
     with progress_bar(total=len(_STAGES), desc=image_path.name, disable=not progress, leave=True) as bar:
         def stage(i): bar.update(i - bar.n); bar.set_postfix_str(_STAGES[i] if i < len(_STAGES) else 'done')
         stage(0)
-        x, affine = _read_volume(image_path)
+        x, affine = read_volume(image_path)
         ref = nib.load(str(image_path))
         check_image(x, image_path)   # the same test as for training data
         stage(1)
-        step = p.spacing_mm / _voxel_size(affine)
-        resample = not np.allclose(step, 1, atol=1e-3)
-        xr = _resample(x, affine, p.spacing_mm, order=1)[0] if resample else x
+        step = p.spacing_mm / voxel_size(affine)
+        regrid = not np.allclose(step, 1, atol=1e-3)
+        xr = resample(x, affine, p.spacing_mm, order=1)[0] if regrid else x
         xn = normalize_input(xr, xr > 0, m.norm); del xr
         stage(2)
         lab, xh = predict_volume(m.S, xn, m.G, roi=p.patch, overlap=p.eval_overlap, batch_size=batch_size, device=m.device,
                                  normalized=normalized is not None)
         xh = xn if xh is None else xh; del xn
         stage(3)
-        if resample: lab, xh = _to_input_grid(lab, step, x.shape, 0), (_to_input_grid(xh, step, x.shape, 1) if normalized else None)
+        if regrid: lab, xh = _to_input_grid(lab, step, x.shape, 0), (_to_input_grid(xh, step, x.shape, 1) if normalized else None)
         stage(4)
         arrays = {outs[0]: lab.astype(np.uint8)} | ({outs[1]: xh.astype(np.float32)} if normalized else {})
         _write_all(arrays, ref, affine, f'advnorm {advnorm.__version__} exp {m.exp.exp}')

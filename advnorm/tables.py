@@ -10,7 +10,7 @@ import numpy as np
 from scipy import stats
 from .core import runs_dir, project_root, home_dir, config_digest, relative_paths, as_json
 from .experiments import EXPERIMENTS, get_experiment, get_preset
-from .synthetic import benchmark_dir
+from .benchmark import benchmark_dir
 from .sites import as_experiment
 from .train import resolve_preset
 from .runner import run_name, run_experiment

@@ -18,7 +18,7 @@ from .core import progress_bar  # the widget in JupyterLab, text under papermill
 import advnorm
 from .core import seed_everything, atomic_save, runs_dir, git_commit
 from .experiments import Experiment, Preset, get_preset, variant_preset
-from .data import check_split, check_seed
+from .patches import check_split, check_seed
 from .sites import as_experiment, cli_experiment, run_tag
 from .networks import UNet3D, ResNet3D18
 from .losses import dice_loss, d_loss, g_adv_loss, identity_loss, get_adv_loss, gradient_penalty, ImagePool

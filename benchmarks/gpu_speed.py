@@ -6,7 +6,7 @@ exp 7 trained with the fast settings, timed, and extrapolated to the paper's 50 
     python benchmarks/gpu_speed.py data --preset smoke --workers 2 && \\
         python benchmarks/gpu_speed.py epoch --preset smoke --device cpu --amp off --budget 120   # the code path, on a CPU
 
-`data` writes exactly what `advnorm.synthetic.ensure_benchmark` writes (its own code writes the files), but makes the
+`data` writes exactly what `advnorm.benchmark.ensure_benchmark` writes (its own code writes the files), but makes the
 subjects in parallel first: `make_subject` is a pure function of (seed, domain, n). `epoch` calls `advnorm.train.train`
 for one epoch (`epochs=1`: the training steps, the validation and the checkpoint) and reads its progress from the run's
 metrics.jsonl as it grows. Both stop at `--budget` seconds and say how far they got.
@@ -16,7 +16,7 @@ import argparse, inspect, json, multiprocessing as mp, os, shutil, signal, sys, 
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import advnorm.synthetic as syn
+import advnorm.benchmark as bench   # make_data replaces make_subject where make_benchmark looks it up: here
 from advnorm.experiments import get_preset
 from advnorm.train import train
 
@@ -32,32 +32,32 @@ def _alarm(seconds: float):
 # --- data ----------------------------------------------------------------------------------------------------------
 def benchmark_args(preset) -> dict:
     "The arguments `resolve_data` gives `ensure_benchmark` for `preset`, with ensure_benchmark's defaults filled in."
-    sig = inspect.signature(syn.ensure_benchmark).parameters
+    sig = inspect.signature(bench.ensure_benchmark).parameters
     return {k: v.default for k, v in sig.items() if v.default is not inspect.Parameter.empty} | dict(preset.benchmark) | {'n_third': 0}
 
 def make_data(preset: str, workers: int) -> dict:
     "Generate the preset's benchmark with its subjects made by `workers` processes; returns what was done."
     a = benchmark_args(get_preset(preset))
-    final = syn.benchmark_dir(a['seed'], a['n_infant'], a['n_adult'], a['voxel_mm'], a['n_third'], a['severity'])
+    final = bench.benchmark_dir(a['seed'], a['n_infant'], a['n_adult'], a['voxel_mm'], a['n_third'], a['severity'])
     if (final/'benchmark.json').is_file(): return dict(benchmark=final.name, generated=False)
     jobs = [(d, n) for d, k in (('iSEG', a['n_infant']), ('MRBrainS', a['n_adult'])) for n in range(1, k + 1)]
     t = time.time()
     ex = ProcessPoolExecutor(min(workers, len(jobs)), mp_context=mp.get_context('spawn'))
     try:
-        futures = {job: ex.submit(syn.make_subject, *job, a['seed'], a['voxel_mm'], a['severity']) for job in jobs}
+        futures = {job: ex.submit(bench.make_subject, *job, a['seed'], a['voxel_mm'], a['severity']) for job in jobs}
         made = {job: f.result() for job, f in futures.items()}
     except BaseException:   # over the budget (or failed): stop the workers now rather than wait for their subjects
         for proc in list((getattr(ex, '_processes', None) or {}).values()): proc.terminate()
         ex.shutdown(wait=False, cancel_futures=True); raise
     ex.shutdown()
     t_subjects = time.time() - t
-    original = syn.make_subject
+    original = bench.make_subject
     def cached(domain, n, seed, voxel_mm, severity=1.0):   # make_benchmark's call, answered from the pool's results
         key_ok = (seed, voxel_mm, severity) == (a['seed'], a['voxel_mm'], a['severity'])
         return made.pop((domain, n)) if key_ok and (domain, n) in made else original(domain, n, seed, voxel_mm, severity)
-    syn.make_subject = cached
-    try: path = syn.ensure_benchmark(**(a | {'progress': False}))
-    finally: syn.make_subject = original
+    bench.make_subject = cached
+    try: path = bench.ensure_benchmark(**(a | {'progress': False}))
+    finally: bench.make_subject = original
     return dict(benchmark=path.name, generated=True, subjects=len(jobs), workers=min(workers, len(jobs)),
                 subjects_s=round(t_subjects, 1), total_s=round(time.time() - t, 1))
 

@@ -3,7 +3,7 @@
 #   levers  benchmarks/run.py --device cuda --levers --profile: the paper preset's G+S+D step (batch 16) as train() runs
 #           it, then with each speed lever alone and with all that helped: patches/s, TFLOP/s, % of the device's peak
 #           (advnorm.flops), peak memory, deterministic or not; the top 15 CUDA kernels of the fastest setting;
-#   data    the paper preset's 1 mm benchmark (advnorm.synthetic.ensure_benchmark(voxel_mm=1.0)), subjects made in parallel;
+#   data    the paper preset's 1 mm benchmark (advnorm.benchmark.ensure_benchmark(voxel_mm=1.0)), subjects made in parallel;
 #   epoch   exp 7 with the paper preset for one epoch, train(amp='bf16', deterministic=False), timed; 50 epochs extrapolated.
 # usage: bash benchmarks/gpu_speed.sh OUT [SECTIONS]        SECTIONS: comma-separated, default levers,data,epoch
 # Time caps per section, in seconds (environment): LEVERS_S=240 DATA_S=75 EPOCH_S=150; with start-up, about 8 minutes

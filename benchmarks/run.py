@@ -27,7 +27,8 @@ from monai.inferers import sliding_window_inference
 from torch.utils.data import DataLoader
 
 from advnorm.core import seed_everything, get_device
-from advnorm.data import PatchDataset, DomainBalancedSampler, extract_patches, pad_volume, normalize_input
+from advnorm.data import normalize_input
+from advnorm.patches import PatchDataset, DomainBalancedSampler, extract_patches, pad_volume
 from advnorm.evaluate import predict_volume
 from advnorm.experiments import get_experiment, get_preset
 from advnorm.synthetic import make_subject

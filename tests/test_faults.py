@@ -5,9 +5,10 @@ import json, os, random, re, shlex, shutil, signal, socket, subprocess, sys, tim
 from pathlib import Path
 import numpy as np, nibabel as nib, pytest, torch
 from advnorm.core import atomic_save, load_checkpoint
-from advnorm.data import load_domains, extract_patches, make_splits, Subject, PatchDataset, DomainBalancedSampler
+from advnorm.data import load_domains, Subject
+from advnorm.patches import extract_patches, make_splits, PatchDataset, DomainBalancedSampler
 from advnorm.experiments import get_preset
-from advnorm.synthetic import WRITERS, make_benchmark, ensure_benchmark
+from advnorm.benchmark import WRITERS, make_benchmark, ensure_benchmark
 from advnorm.train import train, main
 
 ROOT = Path(__file__).resolve().parent.parent

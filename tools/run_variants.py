@@ -19,7 +19,7 @@ STUDIES = {'table1': lambda a: {f'exp {e}': (e, None) for e in a.exps},   # Tabl
            'budget': lambda a: budget_variants((1, 3), (0.1, 1.0), a.preset)}
 
 def _bench(kw):
-    from advnorm.synthetic import ensure_benchmark
+    from advnorm.benchmark import ensure_benchmark
     return str(ensure_benchmark(**kw, progress=False))
 
 def _run(job):
