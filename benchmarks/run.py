@@ -4,12 +4,20 @@
     python benchmarks/run.py --quick    # seconds: tiny sizes, a smoke test of this script (CI); the figures mean nothing
     python benchmarks/run.py --device cuda --levers --profile   # what makes the paper preset's step fast on a GPU
     python benchmarks/run.py --levers --quick --device cpu --no-compile --profile   # the same code path in seconds (CI)
+    python benchmarks/run.py --step-throughput          # the training step's patches/s on this CPU, by width and threads
 
 Timings on shared machines are noisy, so each pair is timed in alternating rounds in the same process and the table
 reports the ratio of the medians. Sections: the data loader against the training step it feeds, our foreground patch
 extraction against TorchIO's GridSampler with the same filter, the patch index against materialised patches,
 whole-volume inference against MONAI's sliding_window_inference called directly, and the G+S+D step of each preset,
 with the TFLOP/s it achieves (`advnorm.flops.step_flops` x steps/s) and, on a GPU, its share of the device's peak.
+
+`--step-throughput` measures instead, on the CPU, the patches/s of exp 7's G+S+D training step (the quick preset's
+batch and patches; the library's build_networks, build_optimizers, gs_step and d_step: forward, backward, optimiser
+step) for G and S widths (8, 16, 32) and (16, 32, 64) with 1 and 2 threads, after an untimed warm-up step of each, and
+prints the ratios between them, measured in the same run. `--steps N`: timed steps per setting (default 3); no timed
+round starts that would end past `--budget` seconds (default 60): about a minute on an idle 2-core CPU; on a loaded
+one the warm-up and the one timed round that always runs can take minutes (2 threads most).
 
 `--levers` measures instead, in one run, the paper preset's step (batch 16) as the trainer runs it and with each speed
 lever alone — bf16, cuDNN autotuning, channels_last_3d, a fused optimizer (the paper's SGD with momentum, fused),
@@ -73,7 +81,7 @@ BASE = dict(amp=None, deterministic=True, channels_last=False, fused=False, fore
 def make_step(p, dev, exp=7, deterministic=True, **settings):
     """A function doing one joint-phase iteration of the trainer on a batch: the G+S update, then the D update.
     `settings` (keys of BASE) change how it runs: autocast, memory format, optimizer implementation, torch.compile mode,
-    and `sync` — train()'s per-step host syncs (`_check_finite` and the `.item()` of its log record); off by default here."""
+    and `sync` — train()'s per-step host syncs (`check_finite` and the `.item()` of its log record); off by default here."""
     s = BASE | dict(deterministic=deterministic, sync=False) | settings
     e = get_experiment(exp); seed_everything(0, s['deterministic'])
     fmt = torch.channels_last_3d if s['channels_last'] else torch.contiguous_format
@@ -87,7 +95,7 @@ def make_step(p, dev, exp=7, deterministic=True, **settings):
     G, S, D = nets['G'], nets['S'], nets['D']
     if s['compile']: G, S, D = (torch.compile(m, mode=s['compile']) for m in (G, S, D))
     mark = torch.compiler.cudagraph_mark_step_begin if s['compile'] == 'reduce-overhead' else (lambda: None)
-    def update(loss, keys):                                    # train()'s backward_step
+    def update(loss, keys):                                    # Run.update, as train_step does
         for k in keys: opts[k].zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         for k in keys: scaler.step(opts[k])
@@ -239,7 +247,7 @@ def percent_of_peak(flops: float, steps_per_s: float, dev, dtype: str) -> tuple[
 def tflops_text(flops: float, steps_per_s: float, dev, dtype: str) -> str:
     "'x.xx TFLOP/s' and, on a GPU, its share of the peak ('unknown' if the device is not in advnorm.flops.PEAK_TFLOPS)."
     tf, pct, dtype = percent_of_peak(flops, steps_per_s, dev, dtype)
-    if dev.type != 'cuda': return f'{tf:.3f} TFLOP/s'
+    if dev.type != 'cuda': return f'{tf:.6f} TFLOP/s'
     return f'{tf:.2f} TFLOP/s, ' + (f'{pct:.1f} % of the {dtype} peak' if pct is not None else '% of peak unknown')
 
 def machine() -> str:
@@ -262,6 +270,67 @@ def bench_gpu(p, quick, dev, t0):
     bench_inference(p, next(s for s in splits.subjects if s.domain == 'MRBrainS'), quick, dev)
     bench_train_steps(GPU_STEPS + [('paper', 64, 'bf16', False)], quick, dev, budget_s=120)
     print_table(); print(f'\n{len(ROWS)} rows in {time.time() - t0:.0f} s')
+
+# --- the step's throughput by width and thread count, on this CPU -------------------------------------------------
+STEP_WIDTHS = [((8, 16, 32), 8), ((16, 32, 64), 16)]   # (G and S widths, D width): the quick preset's, then twice as wide
+STEP_THREADS = (1, 2)
+
+def bench_step_throughput(quick: bool, steps: int, budget_s: float, warmup: int = 1) -> dict:
+    """Patches/s of exp 7's G+S+D step (quick preset; 16³ patches, batch 4 with --quick) on the CPU, for each width pair of
+    STEP_WIDTHS with 1 and 2 threads. The step is `make_step`'s: the library's build_networks, build_optimizers,
+    make_autocast, gs_step and d_step, forward + backward + optimiser step, with train()'s per-step host syncs.
+    `warmup` untimed steps per setting (4 settings: 2 untimed steps per set of networks; oneDNN's kernels and Adam's
+    state are made on the first), then up to `steps` timed rounds, one step of each setting per round in
+    alternating order (a drift in the machine's load falls on every setting alike), fewer once `budget_s` seconds
+    (warm-up included) are spent, never none; the median step of each setting."""
+    cpu, threads0, t0 = torch.device('cpu'), torch.get_num_threads(), time.time()
+    base = get_preset('quick', **({'patch': 16, 'batch_size': 4} if quick else {}))
+    cases = []
+    for widths, d_width in STEP_WIDTHS:
+        p = get_preset(base, g_widths=widths, s_widths=widths, d_width=d_width)
+        step, _ = make_step(p, cpu, sync=True)               # one set of networks and optimisers per width pair
+        batch = random_batch(p, p.batch_size, cpu)
+        cases += [dict(widths=widths, d_width=d_width, threads=t, step=step, batch=batch, times=[]) for t in STEP_THREADS]
+    print(f'step throughput: exp 7, {base.name} preset, batch {base.batch_size}, {base.patch}³ patches, amp '
+          f'{base.amp} ({conv_dtype(base.amp, cpu)} on the CPU), {base.optimizer}; {warmup} untimed warm-up step(s) per '
+          f'setting, then up to {steps} timed step(s) each in alternating rounds (budget {budget_s:.0f} s); '
+          f"OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY', 'unset')}", flush=True)
+    try:
+        for c in cases:                                      # warm-up: oneDNN picks its kernels on the first calls
+            torch.set_num_threads(c['threads'])
+            for _ in range(warmup): c['step'](*c['batch'])
+        t_timed = time.time()
+        for r in range(steps):   # stop before a round that, as long as the ones before, would end past the budget
+            if r and time.time() + (time.time() - t_timed) / r > t0 + budget_s: break
+            for c in cases[::1 if r % 2 == 0 else -1]:
+                torch.set_num_threads(c['threads'])
+                t = time.perf_counter(); c['step'](*c['batch']); c['times'].append(time.perf_counter() - t)
+    finally: torch.set_num_threads(threads0)
+    rows = [dict(g_s_widths=list(c['widths']), d_width=c['d_width'], threads=c['threads'], steps=len(c['times']),
+                 secs_per_step=statistics.median(c['times']), patches_per_s=base.batch_size / statistics.median(c['times']))
+            for c in cases]
+    rate = {(tuple(r['g_s_widths']), r['threads']): r['patches_per_s'] for r in rows}
+    (w1, _), (w2, _) = STEP_WIDTHS
+    ratios = ([(f'{w2} / {w1}, {t} thread{"s" * (t > 1)}', rate[w2, t] / rate[w1, t]) for t in STEP_THREADS]
+              + [(f'{STEP_THREADS[1]} threads / {STEP_THREADS[0]} thread, {w}', rate[w, STEP_THREADS[1]] / rate[w, STEP_THREADS[0]])
+                 for w, _ in STEP_WIDTHS])
+    out = dict(preset=base.name, patch=base.patch, batch=base.batch_size, warmup=warmup, rows=rows,
+               ratios=[dict(what=w, ratio=x) for w, x in ratios])
+    print_step_throughput(out)
+    return out
+
+def print_step_throughput(out: dict):
+    print('\n| G, S widths | D width | threads | patches/s | s per step (median) | timed steps |\n|---|---|---|---|---|---|')
+    for r in out['rows']:
+        print(f"| {tuple(r['g_s_widths'])} | {r['d_width']} | {r['threads']} | {r['patches_per_s']:,.2f} | "
+              f"{r['secs_per_step']:.2f} | {r['steps']} |")
+    print('\nratios, measured in the same run:')
+    for r in out['ratios']: print(f"  {r['what']} = {r['ratio']:.2f}x")
+    load = ', '.join(f'{v:.1f}' for v in os.getloadavg()) if hasattr(os, 'getloadavg') else '?'
+    print(f'\nThese are timings of this machine under its current load (load average now {load}, {os.cpu_count()} CPUs), '
+          'not a property of the code. When other processes compete for the cores, 2 threads can run much slower than '
+          '1 (each OpenMP thread waits at barriers for one that was descheduled, spinning unless OMP_WAIT_POLICY=PASSIVE): '
+          'on a shared small CPU, 1 thread is the safer choice.')
 
 # --- levers: what makes the paper preset's step fast on a GPU ----------------------------------------------------
 LEVERS = [   # (row, settings changed from the baseline, needs CUDA)
@@ -434,13 +503,29 @@ def main(argv=None):
     ap.add_argument('--levers', action='store_true', help="only the speed levers of the paper preset's step (smoke widths with --quick)")
     ap.add_argument('--no-compile', action='store_true', help='with --levers: skip the torch.compile levers (slow to compile on a CPU)')
     ap.add_argument('--profile', action='store_true', help='with --levers: the top 15 CUDA kernels of the fastest setting (torch.profiler)')
-    ap.add_argument('--budget', type=float, default=None, help='with --levers: seconds for the whole section (default 240; 120 with --quick)')
+    ap.add_argument('--budget', type=float, default=None,
+                    help='with --levers: seconds for the whole section (default 240; 120 with --quick); with --step-throughput: '
+                         'seconds after which no further timed round starts (default 60)')
+    ap.add_argument('--step-throughput', action='store_true',
+                    help="only the patches/s of exp 7's training step on the CPU, G and S widths (8, 16, 32) and (16, 32, 64), 1 and 2 threads")
+    ap.add_argument('--steps', type=int, default=None, help='with --step-throughput: timed steps per setting (default 3; 1 with --quick)')
     ap.add_argument('--json', default=None, help='also write the results to this JSON file')
     a = ap.parse_args(argv)
+    if a.step_throughput and a.device not in ('auto', 'cpu'): ap.error(f'--step-throughput runs on the CPU (threads); got --device {a.device}')
     t0, dev = time.time(), get_device(a.device)
     print(f'machine: {machine()}', flush=True)
     if a.gpu_only and dev.type != 'cuda': ap.error('--gpu-only needs --device cuda (or auto on a machine with a GPU)')
-    if (a.no_compile or a.profile or a.budget) and not a.levers: ap.error('--no-compile, --profile and --budget go with --levers')
+    if (a.no_compile or a.profile) and not a.levers: ap.error('--no-compile and --profile go with --levers')
+    if a.budget and not (a.levers or a.step_throughput): ap.error('--budget goes with --levers or --step-throughput')
+    if a.steps is not None and not a.step_throughput: ap.error('--steps goes with --step-throughput')
+    if a.step_throughput:
+        if a.levers or a.gpu_only: ap.error('--step-throughput is a mode of its own: not with --levers or --gpu-only')
+        steps = a.steps if a.steps is not None else 1 if a.quick else 3
+        if steps < 1: ap.error(f'--steps {steps}: expected at least 1')
+        out = bench_step_throughput(a.quick, steps, a.budget or 60) | dict(machine=machine())
+        if a.json: Path(a.json).write_text(json.dumps(out, indent=1))
+        print(f'\nstep throughput in {time.time() - t0:.0f} s' + (' (--quick: 16³ patches, batch 4, figures not meaningful)' if a.quick else ''))
+        return out
     if a.levers:
         out = bench_levers(a.quick, dev, a.budget or (120 if a.quick else 240), not a.no_compile, a.profile, t0)
         out['machine'] = machine()

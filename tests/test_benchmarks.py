@@ -1,8 +1,9 @@
 """The benchmark scripts run end to end in their quick CPU modes (smoke tests: their figures are not checked, only their
-tables and files): benchmarks/run.py --quick, and benchmarks/gpu_speed.sh (run.py --levers --profile, the benchmark,
-one epoch) at smoke sizes on the CPU."""
+tables and files): benchmarks/run.py --quick, run.py --step-throughput --quick, and benchmarks/gpu_speed.sh
+(run.py --levers --profile, the benchmark, one epoch) at smoke sizes on the CPU."""
 import json, os, re, subprocess, sys
 from pathlib import Path
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,3 +46,35 @@ def test_gpu_speed_script_quick_on_cpu(tmp_path):
     assert ep['extrapolation']['joint_patches_per_s'] > 0, ep['extrapolation']
     summary = json.loads((tmp_path/'summary.json').read_text())
     assert set(summary) == {'levers', 'data', 'epoch'} and 'done in' in (tmp_path/'gpu_speed.log').read_text()
+
+def test_step_throughput_quick_prints_both_thread_counts(tmp_path):
+    "--step-throughput --quick --steps 1: one row per (widths, threads), positive rates, the four ratios, the same in the JSON."
+    out = tmp_path/'step.json'
+    r = subprocess.run([sys.executable, str(ROOT/'benchmarks'/'run.py'), '--step-throughput', '--quick', '--steps', '1',
+                        '--json', str(out)], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, 'OMP_WAIT_POLICY': 'PASSIVE'})   # 2 spinning threads on a shared CPU: minutes
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = re.findall(r'^\| \(([\d, ]+)\) \| (\d+) \| (\d) \| ([\d,.]+) \| ([\d.]+) \| (\d+) \|$', r.stdout, re.M)
+    got = {(w, int(t)): (float(ps.replace(',', '')), float(s), int(n)) for w, _, t, ps, s, n in rows}
+    assert set(got) == {(w, t) for w in ('8, 16, 32', '16, 32, 64') for t in (1, 2)}, r.stdout
+    assert all(ps > 0 and s > 0 and n == 1 for ps, s, n in got.values()), got
+    ratios = dict(re.findall(r'^  (.+) = ([\d.]+)x$', r.stdout, re.M))
+    assert set(ratios) == {'(16, 32, 64) / (8, 16, 32), 1 thread', '(16, 32, 64) / (8, 16, 32), 2 threads',
+                           '2 threads / 1 thread, (8, 16, 32)', '2 threads / 1 thread, (16, 32, 64)'}, r.stdout
+    assert 'timings of this machine under its current load' in r.stdout and 'batch 4, 16³ patches' in r.stdout
+    js = json.loads(out.read_text())
+    assert js['patch'] == 16 and js['batch'] == 4 and len(js['rows']) == 4 and js['machine'], js
+    rate = {(tuple(x['g_s_widths']), x['threads']): x['patches_per_s'] for x in js['rows']}
+    assert all(abs(rate[tuple(map(int, w.split(', '))), t] - ps) <= 0.006 for (w, t), (ps, _, _) in got.items()), (rate, got)
+    want = {'(16, 32, 64) / (8, 16, 32), 1 thread': rate[(16, 32, 64), 1] / rate[(8, 16, 32), 1],   # the ratios are of the rates
+            '2 threads / 1 thread, (16, 32, 64)': rate[(16, 32, 64), 2] / rate[(16, 32, 64), 1]}
+    assert all(abs(float(ratios[k]) - v) <= 0.006 for k, v in want.items()), (ratios, want)
+    assert {x['what']: round(x['ratio'], 2) for x in js['ratios']} == {k: float(v) for k, v in ratios.items()}, js['ratios']
+
+def test_step_throughput_flags():
+    "--steps and --budget outside their modes, and --step-throughput with another mode, are refused."
+    sys.path.insert(0, str(ROOT/'benchmarks'))
+    from run import main
+    for argv in (['--steps', '2'], ['--step-throughput', '--levers'], ['--step-throughput', '--steps', '0'],
+                 ['--budget', '5'], ['--step-throughput', '--device', 'cuda']):
+        with pytest.raises(SystemExit): main(argv)
