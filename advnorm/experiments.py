@@ -99,13 +99,13 @@ class Preset:
     identity_every: int = 5           # warm-up: one identity (MSE) update of G every this many steps
     identity_psnr_db: float = 30.0    # the warm-up ends when G(x) is this close to x (PSNR on validation patches) ...
     warmup_max_epochs: int = 10       # ... or after this many epochs (then results.json says the criterion was missed)
-    g_residual: bool = False          # G(x) = x + U(x), starting as the identity (see 03_networks)
+    g_residual: bool = False          # G(x) = x + U(x), starting as the identity (see 07_networks)
     lambda_adv: float = 1.0           # weight λ of the adversarial term
-    adv_loss: str = 'log'             # 'log' (the paper's); beyond it 'lsgan', 'wgan-gp' or 'confusion' (the journal's), see 04_losses
+    adv_loss: str = 'log'             # 'log' (the paper's); beyond it 'lsgan', 'wgan-gp' or 'confusion' (the journal's), see 08_losses
     gp_weight: float = 10.0           # γ of the WGAN-GP gradient penalty
     d_steps: int = 1                  # D updates per G+S step (the journal: 3)
-    d_class_weights: float | tuple | None = None  # D's class weights (04_losses.d_loss): None the paper's 2/3 and 1/3, a number the weight of 'generated' (real domains 1), or K + 1 weights
-    pool_size: int = 0                # patches in each of D's image histories (04_losses.ImagePool); 0: D sees the current batch only
+    d_class_weights: float | tuple | None = None  # D's class weights (08_losses.d_loss): None the paper's 2/3 and 1/3, a number the weight of 'generated' (real domains 1), or K + 1 weights
+    pool_size: int = 0                # patches in each of D's image histories (08_losses.ImagePool); 0: D sees the current batch only
     changes: tuple[str, ...] = ()     # departures from the paper, reported in results.json
 
     def __post_init__(self): _check_preset(self)
@@ -201,7 +201,7 @@ JOURNAL_LAMBDAS = (0.01, 0.1, 1.0)   # lambda_adv of the sweep; the one kept has
 JOURNAL_SETTINGS = (   # (setting, the journal's, this variant's, why)
     ("G's adversarial term", "domain confusion -log(1 - p_z - p_gen)", "adv_loss='confusion'", 'taken: the objective under study'),
     ("D's class weights", "1 per real domain, 0.33 'generated' (cancelled in their weighted-mean NLLLoss)", 'd_class_weights=1.0',
-     "taken as their runs computed it: the 0.33 cancels in a weighted mean (04_losses), so their D weighed both halves alike"),
+     "taken as their runs computed it: the 0.33 cancels in a weighted mean (08_losses), so their D weighed both halves alike"),
     ('D updates per G+S step', '3', 'd_steps=3', 'taken'),
     ("D's image histories (real, generated)", '576 patches each, 8 batches of 72', 'pool_size=64',
      "taken, scaled to 8 batches of the quick preset's 8"),

@@ -93,7 +93,7 @@ def evaluate_run(run_dir,               # a trained run's folder
     _mean_over_domains(res, e.test)
     res['volumes_seen_in_training'] = cfg['split'] == 'patch'
     if len(e.test) >= 2: res |= _jsd_record(values, G is not None)
-    if G is not None:   # the paper's second claim: are G's images realistic? (11_realism)
+    if G is not None:   # the paper's second claim: are G's images realistic? (13_realism)
         tr = {d: PatchDataset(splits, 'train', size=p.patch, norm=norm, domains=[d]) for d in e.train if d in splits.domains}
         te = {d: PatchDataset(splits, 'test', size=p.patch, norm=norm, domains=[d]) for d in e.test}
         res['realism'] = realism_scores(G, gvols, tr, te, seed=cfg['seed'], device=dev)

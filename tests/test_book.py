@@ -12,7 +12,7 @@ sys.path.insert(0, str(ROOT/'tools'))
 import build_book   # noqa: E402
 
 ARTIFACTS = ROOT/'tests'/'artifacts'
-SCREENSHOT_PAGE = '04_losses.html'   # equations and code: the page a reader of the paper opens first
+SCREENSHOT_PAGE = '08_losses.html'   # equations and code: the page a reader of the paper opens first
 CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
                   '--disable-background-networking', '--disable-component-update', '--disable-sync',
                   '--disable-dev-shm-usage', '--hide-scrollbars', '--remote-debugging-port=0', '--window-size=1280,900']

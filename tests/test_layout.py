@@ -1,6 +1,6 @@
 """The package's shape (issue: one clear engine layer): modules import only below them, never inside a function to dodge
 a cycle, never another module's private name; no function longer than a page."""
-import ast
+import ast, re
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1]/'advnorm'
@@ -32,6 +32,22 @@ def test_no_import_cycle():
     # the layers of the method: evaluation stands on training, orchestration on evaluation, never the reverse
     assert order.index('train') < order.index('evaluate') < order.index('realism') < order.index('runner') < order.index('tables')
     assert order.index('rundata') < order.index('runtime') < order.index('train')
+
+def notebook_order() -> dict:
+    "{module: the number of the notebook that exports it}, from each notebook's `#| default_exp`."
+    out = {}
+    for nb in sorted((PKG.parent/'nbs').glob('[0-9][0-9]_*.ipynb')):
+        m = re.search(r'#\| default_exp (\w+)', nb.read_text())
+        if m: out[m.group(1)] = int(nb.name[:2])
+    return out
+
+def test_notebooks_are_numbered_in_layer_order():
+    "Each module imports only modules whose notebooks come before its own: the reading order is the import order."
+    order, g = notebook_order(), import_graph()
+    assert set(g) <= set(order), set(g) - set(order)
+    bad = [f'{m} ({order[m]:02d}) imports {d} ({order[d]:02d})' for m, deps in g.items() for d in deps if order[d] >= order[m]]
+    assert not bad, bad
+    assert len(set(order.values())) == len(order), 'two notebooks share a number'
 
 def test_no_import_inside_a_function_and_no_private_name_across_modules():
     bad = []

@@ -40,7 +40,7 @@ def results_text() -> str:
     if nf: out.append("The implementation's own noise: " + '; '.join(f"{r['run']} trained again ({'2 threads' if r['what'] == 'threads2' else 'same seed and threads, later, another machine'}) "
                                                               f"{r['delta']:+.3f}" for r in nf) + '.')
     rz = {e: [r['realism'] for sp in SPLITS for (x, _), r in res[sp].items() if x == e and 'realism' in r] for e in (6, 7)}
-    out.append("Realism of G's images (`11_realism`, both splits): W1 to the nearest real domain " + ', '.join(
+    out.append("Realism of G's images (`13_realism`, both splits): W1 to the nearest real domain " + ', '.join(
         f"exp {e} {np.mean([z['w1_nearest'] for z in rz[e]]):.3f}" for e in (6, 7)) + "; post-hoc critic ROC AUC " + ', '.join(
         f"exp {e} {np.mean([z['critic_auc']['all'] for z in rz[e]]):.3f}" for e in (6, 7)) + "; SSIM with the input " + ', '.join(
         f"exp {e} {np.mean([z['ssim_brain']['mean'] for z in rz[e]]):.3f}" for e in (6, 7)) + f" (runs: {len(rz[6])} and {len(rz[7])}).")

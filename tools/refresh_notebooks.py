@@ -1,7 +1,7 @@
 """Execute the notebooks of nbs/ in place and keep their outputs, scrubbed of machine folders and nbdev-clean.
 
     python tools/refresh_notebooks.py                          # every notebook, in the README's reading order
-    python tools/refresh_notebooks.py 07_evaluate run_experiment  # some of them (names with or without .ipynb)
+    python tools/refresh_notebooks.py 12_evaluate run_experiment  # some of them (names with or without .ipynb)
 
 Each notebook runs top to bottom in a fresh `python3` kernel from nbs/ (as `nbdev_test` runs them, cells flagged
 `#| eval: false` left out, but `#| slow` cells and notebooks marked `skip_exec` run too), with its own
