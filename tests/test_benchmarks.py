@@ -3,6 +3,9 @@ tables and files): benchmarks/run.py --quick, and benchmarks/gpu_speed.sh (run.p
 one epoch) at smoke sizes on the CPU."""
 import json, os, re, subprocess, sys
 from pathlib import Path
+import pytest
+
+pytestmark = pytest.mark.slow   # the benchmarks time training steps and train an epoch, in subprocesses
 
 ROOT = Path(__file__).resolve().parent.parent
 
