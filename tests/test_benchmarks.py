@@ -5,6 +5,8 @@ import json, os, re, subprocess, sys
 from pathlib import Path
 import pytest
 
+pytestmark = pytest.mark.slow   # the benchmarks time training steps and train an epoch, in subprocesses
+
 ROOT = Path(__file__).resolve().parent.parent
 
 def test_benchmark_quick_prints_the_table():

@@ -11,6 +11,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT/'tools'))
 import build_book   # noqa: E402
 
+pytestmark = pytest.mark.slow   # builds the book from every notebook and drives a browser
+
 ARTIFACTS = ROOT/'tests'/'artifacts'
 SCREENSHOT_PAGE = '08_losses.html'   # equations and code: the page a reader of the paper opens first
 CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',

@@ -155,6 +155,7 @@ def test_cli_faults(prepare, msg, root, tmp_path, capsys):
     assert _snapshot(out) == before
 
 # --- papermill parameters: checked or failing before anything is written --------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize('name, value, msg', [('device', 'tpu', "device='tpu'"), ('seed', 1.5, 'seed=1.5')])
 def test_papermill_bad_parameter(name, value, msg, tmp_path):
     out = tmp_path/'run'
@@ -207,6 +208,7 @@ def _last_step(metrics: Path) -> int:
         except (ValueError, KeyError): pass      # a line being written
     return max(steps)
 
+@pytest.mark.slow
 def test_sigkill_then_resume_gives_the_same_weights(tmp_path):
     p = get_preset('smoke'); epochs = 5; total = epochs * p.steps_per_epoch
     ensure_benchmark(**p.benchmark, progress=False)  # generated once, before two runs race for it
@@ -257,6 +259,7 @@ print('rank', rank, 'passed the collective')
 def _free_port() -> int:
     with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
 
+@pytest.mark.slow
 @pytest.mark.parametrize('mode, culprit', [('raises', 'rank 1 fails on purpose'), ('hangs', 'Timed out')])
 def test_ddp_rank_failure_ends_the_job(mode, culprit, tmp_path):
     script = tmp_path/'ranks.py'; script.write_text(RANK_SCRIPT)
@@ -296,6 +299,7 @@ RESUME_AS_ANOTHER = {   # id: (extra arguments, what the message must name: the 
     'a-preset-field': (['--set', 'lambda_adv=0.1'], ['preset.lambda_adv: 1.0 in the run, 0.1 asked']),
 }
 
+@pytest.mark.slow
 @pytest.mark.parametrize('extra, fields', RESUME_AS_ANOTHER.values(), ids=RESUME_AS_ANOTHER)
 def test_resume_as_another_run_is_refused(extra, fields, finished, root, tmp_path, capsys):
     other = _write_root(tmp_path/'other')
@@ -306,6 +310,7 @@ def test_resume_as_another_run_is_refused(extra, fields, finished, root, tmp_pat
     assert 'is another run (exp 7' in err and all(fmt(f) in err for f in fields), err
     assert _snapshot(finished) == before                       # byte for byte, config.json included
 
+@pytest.mark.slow
 def test_training_into_a_finished_run_is_refused_unless_overwrite(finished, root, capsys):
     before = _snapshot(finished)
     args = ['--exp', '6', *_train_args(root, finished)[2:]]
@@ -317,6 +322,7 @@ def test_training_into_a_finished_run_is_refused_unless_overwrite(finished, root
     assert json.loads((finished/'config.json').read_text())['exp'] == 6 == load_checkpoint(finished/'checkpoint.pt')['config']['exp']
     assert not (finished/'results.json').exists() and not (finished/'examples.png').exists()   # the old run's record and figure
 
+@pytest.mark.slow
 def test_papermill_out_holding_another_run_is_refused(finished, root, tmp_path):
     before = _snapshot(finished)
     r = subprocess.run([sys.executable, '-m', 'papermill', str(ROOT/'nbs'/'run_experiment.ipynb'), str(tmp_path/'o.ipynb'),
@@ -326,6 +332,7 @@ def test_papermill_out_holding_another_run_is_refused(finished, root, tmp_path):
     assert 'run_experiment: error:' in r.stderr and r.stderr.count('File "') <= 15, r.stderr[-3000:]   # papermill's own frames only
     assert _snapshot(finished) == before
 
+@pytest.mark.slow
 def test_scoring_refuses_a_folder_whose_config_is_another_runs(finished, root):
     (finished/'results.json').unlink()
     cfg = json.loads((finished/'config.json').read_text()); (finished/'config.json').write_text(json.dumps(cfg | {'seed': 5}))
@@ -333,6 +340,7 @@ def test_scoring_refuses_a_folder_whose_config_is_another_runs(finished, root):
         evaluate_run(finished, device='cpu', progress=False)
     assert not (finished/'results.json').exists()
 
+@pytest.mark.slow
 def test_sigint_at_step_3_then_resume_gives_the_same_weights(root, tmp_path):
     "Ctrl-C in an epoch of 40 steps: one line saying how to resume, exit 130; resuming ends on the uninterrupted weights."
     cmd = lambda out: [sys.executable, '-m', 'advnorm.train', *_train_args(root, out, '--set', 'steps_per_epoch=40', '--set', 'epochs=2')]
@@ -365,6 +373,7 @@ def _offset_image(root: Path, subject: int = 1, offset: float = -1000.):
     WRITERS['iSEG'](root/'iSEG', subject, image + offset, label, AFFINE)
     return root/'iSEG'/f'subject-{subject}-T1.hdr'
 
+@pytest.mark.slow
 @pytest.mark.parametrize('offset, what', [(-1000., 'offset'), (None, 'all-zero')])
 def test_training_and_segmentation_refuse_the_same_image_alike(offset, what, finished, root, tmp_path, capsys):
     if offset is None:
@@ -398,6 +407,7 @@ def _not_a_checkpoint(kind, finished, tmp_path):
     f.write_bytes(os.urandom(4096)) if kind == 'random-bytes' else f.write_text((finished/'config.json').read_text())
     return f
 
+@pytest.mark.slow
 @pytest.mark.parametrize('kind, msg', [('random-bytes', 'random.pt is not a readable advnorm checkpoint'),
                                        ('config-json', 'config.json is not a readable advnorm checkpoint'),
                                        ('run-folder', 'is a folder: give {run}/best.pt or {run}/checkpoint.pt')])
@@ -408,6 +418,7 @@ def test_segment_checkpoint_messages(kind, msg, finished, root, tmp_path, capsys
     assert code == 2 and msg.format(run=finished) in err and len(err.strip().splitlines()) == 1, err
     assert 'weights_only=False' not in err and 'file an issue' not in err.lower(), err
 
+@pytest.mark.slow
 def test_segment_out_dir_that_is_a_file(finished, root, tmp_path, capsys):
     (tmp_path/'segs').write_text('keep me')
     code, err = _cli([str(root/'iSEG'/'subject-1-T1.hdr'), '--checkpoint', str(finished/'best.pt'), '--out-dir', str(tmp_path/'segs')],
@@ -424,6 +435,7 @@ def test_affine_mismatch_is_one_line(root):
     with pytest.raises(ValueError) as e: load_domains(root, spacing=None)
     assert 'label affine does not match' in str(e.value) and '\n' not in str(e.value), str(e.value)
 
+@pytest.mark.slow
 def test_outputs_follow_the_umask_and_stale_temporaries_go(finished, root, tmp_path, capsys):
     stale = tmp_path/'.seg.nii.gz.k1ll3d.nii.gz'; stale.write_bytes(b'x' * 1000)      # what a SIGKILL mid-write leaves
     old = os.umask(0o022)
@@ -434,6 +446,7 @@ def test_outputs_follow_the_umask_and_stale_temporaries_go(finished, root, tmp_p
     assert not stale.exists() and (tmp_path/'seg.nii.gz').stat().st_mode & 0o777 == 0o644
     assert (finished/'checkpoint.pt').stat().st_mode & 0o777 == 0o666 & ~old   # written under the test's own umask
 
+@pytest.mark.slow
 def test_no_progress_draws_no_bar_while_generating(tmp_path):
     r = subprocess.run([sys.executable, '-m', 'advnorm.train', '--exp', '1', '--preset', 'smoke', '--max-steps', '1', '--no-progress',
                         '--out', str(tmp_path/'run')], capture_output=True, text=True, timeout=600,

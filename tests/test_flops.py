@@ -9,6 +9,8 @@ from advnorm.flops import step_flops
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent/'benchmarks'))
 from run import make_step, random_batch   # noqa: E402
 
+pytestmark = pytest.mark.slow   # each runs a full training step (G+S and D updates) under the FLOP counter
+
 @pytest.mark.parametrize('settings', [{}, {'sync': True}, {'channels_last': True}, {'fused': True}, {'amp': 'bf16'}],
                          ids=['plain', 'sync', 'channels_last', 'fused', 'bf16'])
 def test_benchmark_step_does_the_counted_flops(settings):

@@ -11,6 +11,7 @@ def _batch(p, n, dev):
     return (torch.rand(n, 1, s, s, s, generator=g).to(dev), torch.randint(0, 4, (n, s, s, s), generator=g).to(dev),
             (torch.arange(n) % 2).to(dev))
 
+@pytest.mark.slow
 @pytest.mark.parametrize('amp', ['fp16', 'bf16'])
 def test_joint_steps_under_autocast(amp):
     """G+S and D updates under autocast: finite losses in float32, every network moves; fp16 goes through a GradScaler,
@@ -44,6 +45,7 @@ def test_joint_steps_under_autocast(amp):
         assert torch.isfinite(flat(m)).all() and not torch.equal(flat(m), before[k]), k
     if scaled: assert scaler.get_scale() >= 1.0   # the scale settled instead of collapsing
 
+@pytest.mark.slow
 def test_cuda_run_scored_on_cpu(tmp_path):
     "A smoke run trained on the GPU with the default AMP (fp16): its checkpoint loads and is scored on a CPU-only setup."
     from advnorm.train import train
@@ -86,12 +88,14 @@ print('backend', dist.get_backend(), 'nccl', '.'.join(map(str, torch.cuda.nccl.v
 dist.destroy_process_group()
 '''
 
+@pytest.mark.slow
 def test_nccl_ddp_one_rank():
     "NCCL initialises and DDP all-reduces gradients of our networks on one GPU (what a multi-GPU run does on each rank)."
     env = {**os.environ, 'MASTER_ADDR': '127.0.0.1', 'MASTER_PORT': str(_free_port())}
     r = subprocess.run([sys.executable, '-c', _DDP_ONE_RANK], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0 and 'backend nccl' in r.stdout, r.stderr[-3000:]
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason='needs 2 GPUs (NCCL refuses two ranks on one GPU)')
 def test_torchrun_nccl_two_gpus_same_weights(tmp_path):
     "The trainer under torchrun on 2 GPUs: both ranks end with the same weights, as with gloo on the CPU."

@@ -3,6 +3,8 @@ from pathlib import Path
 import pytest
 from nbdev import test as nbdev_test  # not `import test_nb`: pytest would collect it as a test
 
+pytestmark = pytest.mark.slow   # executes every notebook
+
 NBS = Path(__file__).resolve().parent.parent/'nbs'
 NOTEBOOKS = sorted(p for p in NBS.glob('*.ipynb') if not p.name.startswith('_'))
 

@@ -3,6 +3,8 @@ import json, subprocess, sys
 from pathlib import Path
 import pytest
 
+pytestmark = pytest.mark.slow   # papermill runs of the notebooks, most of them training
+
 ROOT = Path(__file__).resolve().parent.parent
 NB = ROOT/'nbs'/'run_experiment.ipynb'
 

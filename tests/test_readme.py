@@ -1,6 +1,9 @@
 "The README's results paragraphs are what the committed records give (tools/readme_results.py wrote them, nothing typed)."
 import subprocess, sys
 from pathlib import Path
+import pytest
+
+pytestmark = pytest.mark.slow   # a subprocess reading every record (~9 s on the loaded 2-core machine)
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,6 +1,9 @@
 "The record checker, from a user's side: the committed records pass; a record whose config.json was swapped fails."
 import json, shutil, subprocess, sys
 from pathlib import Path
+import pytest
+
+pytestmark = pytest.mark.slow   # subprocesses checking every record (11-25 s each on the loaded 2-core machine)
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOL = [sys.executable, str(ROOT/'tools'/'check_records.py')]

@@ -33,6 +33,7 @@ def _per_domain(res, domains):
     assert list(res['hd95_mm']) == [*domains, 'mean'] and res['test_domains'] == list(domains)
     assert all(len(v) == 3 and all(0 <= x <= 1 for x in v) for v in res['patch_dice'].values())
 
+@pytest.mark.slow
 def test_papermill_three_domain_spec(sites, tmp_path):
     "`papermill nbs/run_experiment.ipynb -p spec my_sites.yaml`: iSEG + MRBrainS in their own layouts + Site3 in plain NIfTI."
     spec = tmp_path/'my_sites.yaml'
@@ -58,6 +59,7 @@ train:
         ('iSEG', 'iseg', str(sites['iSEG'])), ('MRBrainS', 'mrbrains', str(sites['MRBrainS'])), ('Site3', 'nifti', str(sites['Site3']))]
     assert all(Path(p).exists() for p in res['figures'].values())
 
+@pytest.mark.slow
 def test_cli_domains_then_evaluate_and_segment(sites, tmp_path):
     "`advnorm-train --domain ...`: built-in iSEG and MRBrainS from --data, Site3 from its folder; K = 3 everywhere."
     out = tmp_path/'run'
@@ -129,6 +131,7 @@ def test_spec_file_errors(text, msg, sites, tmp_path, capsys):
     assert e.value.code == 2 and re.search(msg, err) and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path/'run').exists()
 
+@pytest.mark.slow
 def test_papermill_bad_spec_stops_before_writing(sites, tmp_path):
     out = tmp_path/'run'
     r = subprocess.run([sys.executable, '-m', 'papermill', str(ROOT/'nbs'/'run_experiment.ipynb'), str(tmp_path/'o.ipynb'),
@@ -137,6 +140,7 @@ def test_papermill_bad_spec_stops_before_writing(sites, tmp_path):
     assert r.returncode != 0 and 'adversarial=True: needs at least 2 training domains' in r.stderr, r.stderr[-2000:]
     assert not out.exists()
 
+@pytest.mark.slow
 def test_checkpoint_from_before_sites_still_loads(tmp_path):
     "A built-in run whose config predates `sites` is scored, resumed and segmented as before (its registry row)."
     run = train(7, 'smoke', out=tmp_path/'old', device='cpu', progress=False, max_steps=2)
@@ -150,6 +154,7 @@ def test_checkpoint_from_before_sites_still_loads(tmp_path):
     from advnorm.segment import load_segmenter
     assert load_segmenter(run/'checkpoint.pt').exp == get_experiment(7)
 
+@pytest.mark.slow
 def test_resume_refuses_another_spec_of_the_same_name(sites, tmp_path):
     "A run folder holds one experiment: a spec with the same name but other settings does not continue it."
     from advnorm.sites import Site, make_experiment

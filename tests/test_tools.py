@@ -1,6 +1,9 @@
 "tools/run_variants.py: a study's runs side by side, each archived as it ends and appended to one JSON-lines file."
 import json, os, subprocess, sys
 from pathlib import Path
+import pytest
+
+pytestmark = pytest.mark.slow   # trains two runs in subprocesses
 
 ROOT = Path(__file__).resolve().parent.parent
 

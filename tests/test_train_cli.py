@@ -3,6 +3,8 @@ import json, os, subprocess, sys
 from pathlib import Path
 import pytest, torch
 
+pytestmark = pytest.mark.slow   # console scripts and torchrun in subprocesses, some training
+
 def _run(args, **kw):
     env = {**os.environ, 'OMP_NUM_THREADS': '1'}
     return subprocess.run(args, capture_output=True, text=True, env=env, timeout=600, **kw)
