@@ -49,7 +49,7 @@ def _surface(mask): return mask ^ ndimage.binary_erosion(mask)
 def hd95(pred,                  # predicted labels, 3-D
          target,                # true labels, the same shape
          spacing=(1., 1., 1.),  # voxel size per axis (mm)
-         n_classes: int = 4,
+         n_classes: int = 4,    # background + CSF, GM, WM
         ) -> np.ndarray:
     "95th-percentile symmetric Hausdorff distance of each foreground class in the units of `spacing` (NaN where a class is missing from either)."
     pred, target = np.asarray(pred), np.asarray(target)
@@ -65,7 +65,9 @@ def hd95(pred,                  # predicted labels, 3-D
 
 # %% ../nbs/12_evaluate.ipynb #87819872
 @torch.inference_mode()
-def predict_volume(S, image: np.ndarray, G=None,
+def predict_volume(S,                          # the segmenter
+                   image: np.ndarray,          # a whole volume, already normalized as the network's input
+                   G=None,                     # the generator, or None
                    roi: int = 32,              # the window: the training patch size
                    overlap: float = 0.5,       # fraction of a window shared with its neighbours
                    batch_size: int = 8,        # windows per forward pass
@@ -177,7 +179,10 @@ def provenance(run_dir,         # the run folder
 def patch_dice(G, S,              # the run's networks (G None: none)
                ds: PatchDataset,  # test patches of one domain
                n_max: int | None, # score at most this many (a seeded sample), None: all
-               batch: int, device, seed: int = 0) -> tuple[np.ndarray, int]:
+               batch: int,        # patches per forward pass
+               device,            # where the networks run
+               seed: int = 0,     # seeds the sample
+              ) -> tuple[np.ndarray, int]:
     "Dice per tissue of S(ReLU(G(x))) on (a seeded sample of) the patches of `ds`, voxels pooled: (Dice, patches scored)."
     idx = np.arange(len(ds))
     if n_max is not None and len(idx) > n_max: idx = np.sort(np.random.default_rng(seed).choice(idx, n_max, replace=False))
@@ -193,7 +198,9 @@ def score_domain(G, S,              # the run's networks, in eval mode
                  domain: str,       # one test domain
                  p: Preset,         # patch size, batch, test patches, volumes to score, window overlap
                  norm,              # the run's input normalization
-                 device, seed: int = 0, progress: bool = True,
+                 device,            # where the networks run
+                 seed: int = 0,     # seeds the sample of test patches
+                 progress: bool = True,  # a bar over the volumes
                 ) -> dict:
     "A test domain's scores: patch Dice, and Dice and HD95 of whole test volumes, with the volumes' intensities and images."
     ds = PatchDataset(splits, 'test', size=p.patch, norm=norm, domains=[domain])
@@ -238,7 +245,7 @@ def plot_examples(volumes: dict,  # {subject: dict(image, normalized (or None), 
 
 def plot_tissue_histograms(volumes: dict,  # as `plot_examples`
                            path=None,      # also save the figure there
-                           bins: int = 60,
+                           bins: int = 60,  # bins per histogram
                           ):
     "Fig. 4: per tissue, histograms of the inputs (red) and of G's outputs (blue), all test volumes pooled; returns the figure."
     fig, axs = plt.subplots(1, 3, figsize=(11, 2.8))

@@ -48,7 +48,7 @@ def load_experiment_data(e: Experiment,   # the resolved experiment: its trainin
                          data='synthetic',  # 'synthetic' or a folder of real layouts (for the built-in domains)
                          split: str = 'patch',  # 'patch' (the paper's 60/20/20 of patches) or 'subject'
                          seed: int = 0,   # seeds the split
-                         progress: bool = True,
+                         progress: bool = True,  # a bar while the benchmark is generated
                         ) -> Splits:
     "Read the domains `e` needs (its own sites from their folders, the built-in ones from `data`) and split them."
     check_split(split)
@@ -76,7 +76,7 @@ def prepare_data(e: Experiment,   # the resolved experiment
                  split: str,      # 'patch' or 'subject'
                  seed: int,       # seeds the split and the sampler
                  rank: int = 0, world: int = 1,  # this process and the number of processes (DDP)
-                 progress: bool = True,
+                 progress: bool = True,  # a bar while the benchmark is generated (rank 0)
                 ) -> RunData:
     "The split, input normalization, training dataset, balanced sampler, validation loader and D's targets of a run."
     if world > 1:  # rank 0 generates the embedded benchmark (once) while the others wait

@@ -43,7 +43,10 @@ def unwrap(m: torch.nn.Module) -> torch.nn.Module:
     "The network inside a DDP wrapper (or `m` itself)."
     return m.module if isinstance(m, DDP) else m
 
-def any_rank(flag: bool, world: int, device) -> bool:
+def any_rank(flag: bool,  # this rank's flag
+             world: int,  # the number of ranks
+             device,      # this rank's device (the all-reduce runs there)
+            ) -> bool:
     "Whether `flag` is set on any rank (every rank must call this at the same step)."
     if world == 1: return flag
     t = torch.tensor([float(flag)], device=device); dist.all_reduce(t); return bool(t.item())
@@ -66,12 +69,14 @@ def rng_state() -> dict:
     s = np.random.get_state()
     return {'torch': torch.get_rng_state(), 'numpy': (s[0], torch.from_numpy(s[1].astype(np.int64)), *s[2:])}
 
-def set_rng_state(s: dict) -> None:
+def set_rng_state(s: dict,  # what `rng_state` returned
+                 ) -> None:
     "Restore the RNG states `rng_state` returned."
     torch.set_rng_state(s['torch'])
     n = s['numpy']; np.random.set_state((n[0], n[1].numpy().astype(np.uint32), *n[2:]))
 
-def new_state(e: Experiment) -> dict:
+def new_state(e: Experiment,  # the experiment: with a G, the run starts in the warm-up
+             ) -> dict:
     "The position of a fresh run: nothing seen, warm-up on when there is a G, no best model yet."
     return {'epoch': 0, 'step_in_epoch': 0, 'step': 0, 'warmup': e.norm == 'G', 'warmup_end_step': None,
             'identity_psnr_db': None, 'best_val': float('inf'), 'best_step': None, 'best_epoch': None}
@@ -92,7 +97,13 @@ def make_checkpoint(nets: dict,    # {'S': ..., 'G': ..., 'D': ...}, DDP-wrapped
             'scheds': {k: s.state_dict() for k, s in scheds.items()},
             'scaler': scaler.state_dict() if scaler is not None else None}
 
-def restore(ck: dict, nets: dict, opts: dict, scheds: dict, scaler, state: dict, pools=(), device='cpu') -> None:
+def restore(ck: dict,       # the checkpoint (`make_checkpoint`)
+            nets: dict, opts: dict, scheds: dict,  # the run's networks, optimisers and schedulers, by network
+            scaler,         # the GradScaler or None
+            state: dict,    # the run's position, updated in place
+            pools=(),       # the journal's image histories, if any
+            device='cpu',   # where the pools' patches go
+           ) -> None:
     "Load checkpoint `ck` (checked by `claim_run_folder`) into the networks, optimisers, schedulers, scaler, pools, `state` and the RNGs."
     for k, m in nets.items(): unwrap(m).load_state_dict(ck['nets'][k])
     for k, o in opts.items(): o.load_state_dict(ck['opts'][k])
@@ -115,7 +126,9 @@ def check_finite(losses: dict,  # {name: scalar tensor}
             raise NonFiniteLoss(f'the {k} loss became {v.item()} at step {step}; training stopped. '
                                 f'The last good checkpoint is {ckpt}' + ('' if ckpt.exists() else ' (none was written yet)'))
 
-def append_record(path: Path, rec: dict) -> None:
+def append_record(path: Path,  # metrics.jsonl
+                  rec: dict,   # one record (JSON-serialisable)
+                 ) -> None:
     "Append one JSON record as a line of `path` (metrics.jsonl)."
     with open(path, 'a') as f: f.write(json.dumps(rec) + '\n')
 
@@ -136,7 +149,7 @@ RUN_FIELDS = ('exp', 'experiment', 'preset', 'overrides', 'split', 'seed', 'data
 def run_identity(e: Experiment,   # the resolved experiment
                  p: Preset,       # the resolved preset (overrides applied)
                  data,            # 'synthetic' or a folder
-                 split: str, seed: int,
+                 split: str, seed: int,  # 'patch' or 'subject'; the run's seed
                  overrides: dict,  # the preset fields the user changed, as given
                 ) -> dict:
     "The `RUN_FIELDS` of a run about to start (the benchmark named, not generated)."
@@ -164,7 +177,8 @@ def run_mismatch(saved: dict,  # the config of the run in the folder
 class RunMismatch(ValueError):
     "Raised when a run folder holds another run than the one asked for."
 
-def describe_run(out: Path) -> str:
+def describe_run(out: Path,  # a run folder
+                ) -> str:
     "One line on the run a folder holds (from its checkpoint, else its config.json), for messages."
     try:
         ck = load_checkpoint(out/'checkpoint.pt') if (out/'checkpoint.pt').is_file() else None

@@ -79,7 +79,9 @@ def build_networks(e: Experiment,  # which networks: S always, G when `e.norm ==
     if e.adversarial: nets['D'] = ResNet3D18(len(e.train), width=p.d_width, gn_groups=min(8, p.d_width))
     return nets
 
-def build_optimizers(nets: dict, p: Preset) -> dict:
+def build_optimizers(nets: dict,  # {name: network}
+                     p: Preset,   # `optimizer`, per-network `lr`, `momentum`, `weight_decay`
+                    ) -> dict:
     "One optimiser per network with the preset's per-network learning rate (`p.optimizer`: 'sgd' or 'adam')."
     if p.optimizer == 'sgd':
         return {k: torch.optim.SGD(m.parameters(), lr=p.lr[k], momentum=p.momentum,
@@ -88,7 +90,11 @@ def build_optimizers(nets: dict, p: Preset) -> dict:
         return {k: torch.optim.Adam(m.parameters(), lr=p.lr[k], weight_decay=p.weight_decay) for k, m in nets.items()}
     raise ValueError(f"optimizer={p.optimizer!r}: expected 'sgd' or 'adam'")
 
-def setup_models(e: Experiment, p: Preset, device, world: int = 1) -> tuple[dict, dict, dict]:
+def setup_models(e: Experiment,  # which networks (`build_networks`)
+                 p: Preset,      # their widths, optimiser and schedule
+                 device,         # where they train
+                 world: int = 1, # processes (DDP when > 1)
+                ) -> tuple[dict, dict, dict]:
     "Networks (on `device`, DDP-wrapped when `world` > 1), their optimisers and plateau schedulers: three dicts by network."
     nets = build_networks(e, p)
     for m in nets.values(): m.to(device)
@@ -100,7 +106,11 @@ def setup_models(e: Experiment, p: Preset, device, world: int = 1) -> tuple[dict
 
 # %% ../nbs/11_train.ipynb #b7a74f4d
 @torch.no_grad()
-def estimate_loss(G, S, loader, device, autocast, max_batches=None) -> float:
+def estimate_loss(G, S,             # the networks (G None: none)
+                  loader,           # validation batches (x, y, z)
+                  device, autocast, # where they run; a zero-argument autocast context factory
+                  max_batches=None, # stop after this many batches (None: all)
+                 ) -> float:
     "Mean Dice loss of S(ReLU(G(x))) over (up to `max_batches` of) `loader`, the networks in eval mode."
     S.eval(); G is not None and G.eval()
     tot, n = 0., 0
@@ -114,7 +124,11 @@ def estimate_loss(G, S, loader, device, autocast, max_batches=None) -> float:
 
 # %% ../nbs/11_train.ipynb #474413f4
 @torch.no_grad()
-def identity_psnr(G, loader, device, autocast, max_batches=None) -> float:
+def identity_psnr(G,                # the generator
+                  loader,           # validation batches (x, y, z), x in [0, 1]
+                  device, autocast, # where it runs; a zero-argument autocast context factory
+                  max_batches=None, # stop after this many batches (None: all)
+                 ) -> float:
     "PSNR (dB) of ReLU(G(x)) against x over (up to `max_batches` of) `loader`, G in eval mode; x lies in [0, 1]."
     G.eval(); se, n = 0., 0
     for i, (x, _, _) in enumerate(loader):
@@ -192,15 +206,25 @@ class Run:
         if self.scaler: self.scaler.update()
 
 # %% ../nbs/11_train.ipynb #2c2b8b9e
-def run_config(ident: dict, e: Experiment, p: Preset, rd: RunData, device, world: int, deterministic: bool) -> dict:
+def run_config(ident: dict,        # `run_identity`
+               e: Experiment, p: Preset, rd: RunData,  # the run's experiment, preset and data
+               device, world: int,  # where it trains, on how many processes
+               deterministic: bool, # deterministic algorithms or not
+              ) -> dict:
     "config.json of a new run: its identity (`run_identity`), and the machine, code and schedule it trained with."
     return {**ident, 'world_size': world, 'device': str(device), 'threads': torch.get_num_threads(), 'deterministic': deterministic,
             'git_commit': git_commit(), 'run_id': uuid.uuid4().hex, 'advnorm': advnorm.__version__, 'torch': str(torch.__version__),
             'steps_per_epoch': rd.steps_per_epoch, 'total_steps': p.epochs * rd.steps_per_epoch, 'input_norm': e.input_norm,
             'nyul_scale': getattr(rd.norm, 'scale', None)}
 
-def start_run(e: Experiment, p: Preset, data, out: Path, seed: int, split: str, *, resume: bool, overwrite: bool,
-              device='auto', deterministic: bool = True, overrides: dict | None = None, progress: bool = True) -> Run:
+def start_run(e: Experiment, p: Preset,  # the resolved experiment and preset
+              data, out: Path,          # 'synthetic' or a folder; the run folder
+              seed: int, split: str,    # the run's seed and split
+              *, resume: bool, overwrite: bool,  # continue the run in `out`, or replace it
+              device='auto', deterministic: bool = True,  # as `fit`
+              overrides: dict | None = None,  # the preset fields the user changed (recorded)
+              progress: bool = True,    # bars while data is generated
+             ) -> Run:
     "Claim the run folder, then set up processes, seeds, data, networks, losses and position (resumed or fresh): the `Run`."
     check_writable(out)
     ident = run_identity(e, p, data, split, seed, overrides or {})   # what makes this run this run (nothing generated yet)
@@ -226,11 +250,16 @@ def start_run(e: Experiment, p: Preset, data, out: Path, seed: int, split: str, 
     return r
 
 # %% ../nbs/11_train.ipynb #f95e5503
-def g_and_s(r: Run, warmup: bool, identity: bool) -> list[str]:
+def g_and_s(r: Run,           # the run (which networks it has)
+            warmup: bool,     # the step is in the warm-up
+            identity: bool,   # a warm-up step on which G learns the identity
+           ) -> list[str]:
     "The networks the G+S update moves: S always; G after the warm-up, and on the warm-up's identity steps."
     return ['S'] + (['G'] if 'G' in r.nets and (not warmup or identity) else [])
 
-def d_updates(r: Run, x, x_hat, z) -> dict:
+def d_updates(r: Run,        # the run
+              x, x_hat, z,   # the real batch, G's detached output on it, the real patches' domains
+             ) -> dict:
     "The D update(s) of one step on the real batch and the detached x̂ (or on their histories); returns D's loss and diagnostics."
     D = r.nets['D']; unwrap(D).requires_grad_(True)
     for _ in range(r.p.d_steps):   # the paper: 1; the journal: 3, each from the image pools
@@ -241,7 +270,9 @@ def d_updates(r: Run, x, x_hat, z) -> dict:
         r.update(loss, ['D'])
     return {'D': round(loss.item(), 5)} | {k: round(v, 4) for k, v in gan_diagnostics(logits, zr).items()}
 
-def train_step(r: Run, x, y, z) -> dict:
+def train_step(r: Run,      # the run
+               x, y, z,     # a batch: image patches, their labels, their domains (D's targets)
+              ) -> dict:
     "One step of the paper on a batch: the G+S update (D frozen), then the D update(s); returns the step's record."
     warmup = r.state['warmup']
     identity = warmup and r.state['step'] % r.p.identity_every == 0
@@ -255,7 +286,8 @@ def train_step(r: Run, x, y, z) -> dict:
     return rec | d_updates(r, x, x_hat, z) if D is not None else rec
 
 # %% ../nbs/11_train.ipynb #ce9ab050
-def end_of_epoch(r: Run) -> dict:
+def end_of_epoch(r: Run,  # the run, at the end of an epoch
+                ) -> dict:
     "Validation, the warm-up's end, the best model, the LR schedule and the checkpoint at the end of an epoch; returns its record."
     st, p, G = r.state, r.p, r.nets.get('G')
     val = estimate_loss(G, r.nets['S'], r.data.val_loader, r.device, r.autocast, p.val_batches)
@@ -274,7 +306,10 @@ def end_of_epoch(r: Run) -> dict:
     return rec
 
 # %% ../nbs/11_train.ipynb #d0ec0a52
-def finish_run(r: Run, seconds_from: float, interrupted: bool) -> None:
+def finish_run(r: Run,                # the run
+               seconds_from: float,   # `time.time()` when training started
+               interrupted: bool,     # stopped by a signal
+              ) -> None:
     "The last checkpoint and the run's closing record (time, throughput; under DDP each rank's weight sum, which must agree)."
     r.save()
     secs = time.time() - seconds_from
@@ -335,9 +370,9 @@ def fit(e: Experiment,           # the resolved experiment (`as_experiment`)
 
 def train(exp=7,                 # Table 1 row 1-7, a variant ('7-k3'), an `Experiment` or a spec (`advnorm.sites`)
           preset='quick',        # 'smoke', 'quick' or 'paper', or a Preset
-          data='synthetic', out=None, seed: int = 0, split: str = 'patch', resume: bool = False, device='auto',
+          data='synthetic', out=None, seed: int = 0, split: str = 'patch', resume: bool = False, device='auto',  # as `fit`
           amp=None,              # overrides preset.amp
-          max_steps=None, progress: bool = True, deterministic: bool = True, overwrite: bool = False,
+          max_steps=None, progress: bool = True, deterministic: bool = True, overwrite: bool = False,  # as `fit`
           checkpoint_minutes: float = 5.,  # the other arguments: as `fit`
           **overrides):          # any Preset field, e.g. epochs=2, lambda_adv=0.5
     "Train experiment `exp` (a Table 1 row or any domains): resolves the experiment and preset once, then `fit`; returns the run folder."
@@ -347,7 +382,8 @@ def train(exp=7,                 # Table 1 row 1-7, a variant ('7-k3'), an `Expe
                checkpoint_minutes, overrides)
 
 # %% ../nbs/11_train.ipynb #a941c2f9
-def main(argv=None):
+def main(argv=None,  # the arguments (default: the command line's)
+        ) -> None:
     "Console entry point: parse arguments and call `train`."
     ap = argparse.ArgumentParser(prog='advnorm-train', description=train.__doc__)
     ap.add_argument('--exp', default=None, help="Table 1 row, 1-7, or a variant such as '7-k3' (default 7)")
@@ -405,7 +441,8 @@ def _numbers(v):
     if isinstance(v, str) and re.fullmatch(r'[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+', v): return float(v)
     return v
 
-def parse_sets(items: list[str]) -> dict:
+def parse_sets(items: list[str],  # the values of `--set`, each FIELD=VALUE
+              ) -> dict:
     "Preset overrides from `--set FIELD=VALUE` arguments (VALUE read as YAML); a malformed one is named."
     out = {}
     for it in items:

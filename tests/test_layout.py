@@ -67,3 +67,25 @@ def test_the_checks_catch_what_they_look_for(tmp_path):
     t = ast.parse('from advnorm.a import _x\ndef f():\n    from advnorm.b import y\n')
     got = list(_package_imports(t))
     assert [(d, top) for d, _, top, _ in got] == [('a', True), ('b', False)] and got[0][1] == ['_x']
+
+def undocumented_parameters() -> list[str]:
+    "Public functions (in a module's `__all__`) with a parameter that has neither a comment on its line nor a `name` in the docstring."
+    out = []
+    for p in sorted(PKG.glob('*.py')):
+        if p.name.startswith('_'): continue
+        text = p.read_text(); lines = text.splitlines(); t = ast.parse(text)
+        names = next((ast.literal_eval(n.value) for n in t.body if isinstance(n, ast.Assign)
+                      and any(getattr(x, 'id', '') == '__all__' for x in n.targets)), [])
+        for n in t.body:
+            if not isinstance(n, ast.FunctionDef) or n.name not in names: continue
+            doc = ast.get_docstring(n) or ''
+            if not doc: out.append(f'{p.stem}.{n.name}: no docstring'); continue
+            for a in n.args.args + n.args.kwonlyargs + [x for x in (n.args.vararg, n.args.kwarg) if x]:
+                if '#' not in lines[a.lineno - 1][a.col_offset:] and f'`{a.arg}`' not in doc:
+                    out.append(f'{p.stem}.{n.name}({a.arg})')
+    return out
+
+def test_public_functions_say_what_each_argument_is():
+    "nbdev's docments style: each parameter of a public function carries a comment (or is named in the docstring)."
+    missing = undocumented_parameters()
+    assert not missing, f'{len(missing)} undocumented: ' + ', '.join(missing)
