@@ -3,6 +3,7 @@
     python tools/run_variants.py severity --seeds 0 1 --workers 2                   # the 2-core CPU: two at a time
     python tools/run_variants.py severity --seeds 0 1 --workers 24 --device cuda    # one GPU shared by 24 runs
     python tools/run_variants.py table1 --exps 5 6 7 --seeds 3 4 5 6 7 8 9 --split subject   # more seeds of rows 5-7
+    python tools/run_variants.py journal --seeds 0                                  # the journal objective, its lambda sweep
 
 Every finished run's `results.json` and `config.json` land in `--keep` (default `results/`, as `sweep` keeps them) and,
 with `--jsonl`, as one line in that file (a single file to carry back from another machine). Runs already kept with the
@@ -13,10 +14,13 @@ import argparse, fcntl, json, multiprocessing as mp, os, sys, time
 from pathlib import Path
 
 from advnorm.tables import budget_variants, severity_variants
+from advnorm.experiments import JOURNAL_LAMBDAS
 
 STUDIES = {'table1': lambda a: {f'exp {e}': (e, None) for e in a.exps},   # Table 1 rows, more seeds or another split
            'severity': lambda a: severity_variants(a.levels, a.exps, a.preset),
-           'budget': lambda a: budget_variants((1, 3), (0.1, 1.0), a.preset)}
+           'budget': lambda a: budget_variants((1, 3), (0.1, 1.0), a.preset),
+           # the journal's objective (issue 27): λ chosen on the validation Dice loss of seed 0, before any test figure is read
+           'journal': lambda a: {f'7-journal lambda_adv={l}': ('7-journal', {'lambda_adv': l}) for l in JOURNAL_LAMBDAS}}
 
 def _bench(kw):
     from advnorm.benchmark import ensure_benchmark
