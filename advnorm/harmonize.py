@@ -41,7 +41,7 @@ def travelling_subject(domain: str,    # the subject's own domain (its anatomy):
                        n: int,         # its number
                        through: str | DomainProfile,  # the scanner it is imaged with: a key of `DOMAINS` or a profile
                        seed: int = 0,  # the benchmark seed
-                       voxel_mm: float = 2.0,
+                       voxel_mm: float = 2.0,  # voxel size in mm
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     "Image, labels and affine of subject `n` of `domain` (its anatomy) imaged through `through`'s scanner."
     own = DOMAINS[domain]
@@ -56,7 +56,7 @@ def travelling_subject(domain: str,    # the subject's own domain (its anatomy):
 def write_travelling(root: Path,              # an empty folder
                      scanners=('iSEG', 'MRBrainS'),   # the scanners every subject is imaged with
                      subjects=None,           # {domain: [numbers]}; default every scanner's domain with `TRAVELLERS`
-                     seed: int = 0, voxel_mm: float = 2.0,
+                     seed: int = 0, voxel_mm: float = 2.0,  # the benchmark seed; voxel size in mm
                     ) -> list[tuple[str, int]]:
     "Write each travelling subject through each scanner, in that scanner's layout under `root/through-<scanner>/`; returns the (domain, n) of subject k."
     subjects = subjects or {d: list(TRAVELLERS) for d in scanners}
@@ -142,7 +142,10 @@ UNSEEN_PROFILES = {
 }
 UNSEEN_SUBJECTS = (1, 2, 3, 4, 5)
 
-def unseen_subject(site: str, n: int, seed: int = 0, voxel_mm: float = 2.0):
+def unseen_subject(site: str,     # a key of `UNSEEN_PROFILES`
+                   n: int,        # the subject's number
+                   seed: int = 0, voxel_mm: float = 2.0,  # the seed; voxel size in mm
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     "Image, labels and affine of subject `n` of an unseen `site` (a key of `UNSEEN_PROFILES`): adult anatomy, the site's scanner."
     p = UNSEEN_PROFILES[site]
     tpl = load_templates(voxel_mm)
@@ -151,13 +154,20 @@ def unseen_subject(site: str, n: int, seed: int = 0, voxel_mm: float = 2.0):
     label = tissue_labels(prior, mask)
     return simulate_image(prior, mask, label, rng, p, voxel_mm), label, np.array(tpl['affine'])
 
-def write_unseen(root: Path, sites=tuple(UNSEEN_PROFILES), subjects=UNSEEN_SUBJECTS, seed: int = 0, voxel_mm: float = 2.0) -> None:
+def write_unseen(root: Path,                  # an empty folder
+                 sites=tuple(UNSEEN_PROFILES),  # the unseen sites
+                 subjects=UNSEEN_SUBJECTS,     # the subjects' numbers
+                 seed: int = 0, voxel_mm: float = 2.0,  # the seed; voxel size in mm
+                ) -> None:
     "Write the unseen sites' subjects in the plain layout, `root/<site>/<n>/t1.nii.gz`, `labels.nii.gz`."
     for site in sites:
         (Path(root)/site).mkdir(parents=True)
         for n in subjects: WRITERS['LowField'](Path(root)/site, n, *unseen_subject(site, n, seed, voxel_mm))
 
-def unseen_scores(root: Path, spacing: float, norm, S, G, p: Preset, device='cpu') -> dict:
+def unseen_scores(root: Path,          # what `write_unseen` wrote
+                  spacing: float,      # the voxel size the run reads at
+                  norm, S, G, p: Preset, device='cpu',  # the run's input normalization, networks, preset; where they run
+                 ) -> dict:
     "{site: Dice per tissue of S(G(x)) on its whole volumes, averaged over subjects} for the sites under `root`."
     out = {}
     for d in sorted(x for x in Path(root).iterdir() if x.is_dir()):
@@ -203,7 +213,8 @@ def load_harmonization(root) -> list[dict]:
     "Every `harmonize.json` under `root` (e.g. results/harmonize)."
     return [json.loads(f.read_text()) for f in sorted(Path(root).rglob('harmonize.json'))]
 
-def harmonization_table(recs: list[dict]) -> str:
+def harmonization_table(recs: list[dict],  # harmonization records (`load_harmonization`)
+                       ) -> str:
     "A markdown table: per experiment, runs, image agreement before/after its normalization, segmentation and volume agreement, unseen-site Dice."
     rows = ['| exp | runs | input SSIM | input MAD | normalized SSIM | normalized MAD | Dice of the two segmentations | '
             'volume difference CSF / GM / WM (%) | ' + ' | '.join(f'{s} Dice' for s in UNSEEN_PROFILES) + ' | in-domain volume Dice |',

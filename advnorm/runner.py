@@ -30,7 +30,10 @@ __all__ = ['record_header', 'training_summary', 'evaluate_run', 'resolve_run', '
            'run_experiment']
 
 # %% ../nbs/14_runner.ipynb #d11d6193
-def record_header(e: Experiment, p: Preset, cfg: dict, st: dict) -> dict:
+def record_header(e: Experiment, p: Preset,  # the run's experiment and preset (from its config)
+                  cfg: dict,                # the run's config
+                  st: dict,                 # the scored checkpoint's state, with its 'file'
+                 ) -> dict:
     "The first fields of a run's `results.json`: what was trained, on what, and which checkpoint (`st`: its state) is scored."
     best = st['file'] == 'best.pt'
     return {'exp': e.exp, 'setting': e.name, 'train_domains': list(e.train), 'test_domains': list(e.test),
@@ -46,7 +49,8 @@ def record_header(e: Experiment, p: Preset, cfg: dict, st: dict) -> dict:
             'identity_criterion_met': None if e.norm != 'G' or st.get('identity_psnr_db') is None else st['identity_psnr_db'] >= p.identity_psnr_db,
             'threads': cfg.get('threads'), 'deterministic': cfg.get('deterministic'), 'train_device': cfg.get('device')}
 
-def training_summary(run_dir: Path) -> dict:
+def training_summary(run_dir: Path,  # a run folder (its metrics.jsonl)
+                    ) -> dict:
     "From metrics.jsonl: training time and throughput, and D's mean diagnostics over the last 120 steps (15 % of a quick run)."
     f = Path(run_dir)/'metrics.jsonl'
     recs = [json.loads(l) for l in f.read_text().splitlines()] if f.exists() else []
@@ -72,7 +76,7 @@ def _jsd_record(values: dict, with_g: bool) -> dict:
 def evaluate_run(run_dir,               # a trained run's folder
                  data=None,             # where its data is, when not where it trained ('synthetic' or a folder)
                  device='auto', keep: bool = False,  # keep: also return the test volumes under '_volumes'
-                 progress: bool = True,
+                 progress: bool = True,  # bars over the volumes
                  which: str = 'best',   # score the best-validation model ('best', when the run kept one) or the 'last'
                 ) -> dict:
     "Score a trained run on its test domains and write `results.json` into `run_dir`; returns the record."
@@ -108,7 +112,12 @@ def evaluate_run(run_dir,               # a trained run's folder
     return res
 
 # %% ../nbs/14_runner.ipynb #0e597244
-def resolve_run(exp, preset, data, seed, split, overrides=None) -> tuple[Experiment, Preset]:
+def resolve_run(exp,             # a Table 1 row, a variant key, an `Experiment`, a spec mapping or a spec file
+                preset,          # 'smoke', 'quick', 'paper' or a `Preset`
+                data,            # 'synthetic' or a folder of real layouts
+                seed, split,     # the run's seed (0 <= seed < 2**63) and split ('patch' or 'subject')
+                overrides=None,  # a dict of preset fields, or None
+               ) -> tuple[Experiment, Preset]:
     "Check a run's parameters before any work — one clear error naming the bad one — and resolve the experiment and preset once."
     e = as_experiment(exp)
     if overrides is not None and not isinstance(overrides, dict): raise ValueError(f'overrides={overrides!r}: expected a dict of preset fields')
@@ -119,7 +128,8 @@ def resolve_run(exp, preset, data, seed, split, overrides=None) -> tuple[Experim
         raise FileNotFoundError(f"data={str(data)!r}: no such folder (use 'synthetic' or a folder holding iSEG/ and MRBrainS/TrainingData/)")
     return e, p
 
-def check_params(exp, preset, data, seed, split, overrides=None) -> None:
+def check_params(exp, preset, data, seed, split, overrides=None,  # as `resolve_run`
+                ) -> None:
     "Validate a run's parameters before any work: one clear error naming the bad one."
     resolve_run(exp, preset, data, seed, split, overrides)
 
@@ -129,7 +139,7 @@ def _name_value(v) -> str:
 
 def run_name(e: Experiment,    # the resolved experiment (`as_experiment`)
              preset: str,      # the preset's name
-             split: str, seed: int,
+             split: str, seed: int,  # the run's split and seed
              overrides=None,   # preset fields changed: each adds `-field=value`
             ) -> str:
     "The default run folder name: `exp7-quick-patch-seed0` (a spec: its name first), plus `-field=value` per preset override."
@@ -143,16 +153,21 @@ def _peak_rss_gib() -> float | None:
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(r / 2**30 if sys.platform == 'darwin' else r / 2**20, 3)
 
-def save_figures(res: dict, run: Path) -> dict:
+def save_figures(res: dict,  # a scored run's record with its '_volumes' (`evaluate_run(keep=True)`)
+                 run: Path,  # its folder
+                ) -> dict:
     "Draw the examples, tissue histograms and learning curves of a scored run (`res` with '_volumes') into `run`; returns their paths."
     figs = {'examples': run/'examples.png', 'histograms': run/'histograms.png', 'learning_curves': run/'learning_curves.png'}
     for f in (plot_examples(res['_volumes'], figs['examples']), plot_tissue_histograms(res['_volumes'], figs['histograms']),
               plot_learning_curves(run, figs['learning_curves'])): plt.close(f)   # saved; shown once, from the files
     return figs
 
-def run_experiment(exp=7, preset='quick', data='synthetic', seed=0, split='patch', out=None, device='auto',
+def run_experiment(exp=7, preset='quick', data='synthetic', seed=0, split='patch',  # as `resolve_run`
+                   out=None,                 # the run folder (default: runs/`run_name`)
+                   device='auto',            # 'auto', 'cpu' or 'cuda'
                    resume: bool = True,      # continue the run `out` holds (refused, naming the fields, if it is another run)
-                   progress: bool = True, overrides: dict | None = None,
+                   progress: bool = True,    # bars
+                   overrides: dict | None = None,  # preset fields changed, e.g. {'lambda_adv': 0.5}
                    overwrite: bool = False,  # replace the run `out` holds instead
                    keep_volumes: bool = False  # also return the test volumes under '_volumes' (for a viewer)
                   ) -> dict:
