@@ -93,8 +93,9 @@ def _overlap(a: np.ndarray, b: np.ndarray, bins: int = 64) -> float:
     ha, hb = (np.histogram(x, bins=bins, range=(lo, hi))[0] / len(x) for x in (a, b))
     return float(np.minimum(ha, hb).sum())
 
-def tissue_stats(subjects: list) -> dict:
-    "Pooled intensity mean and sd per tissue (CSF, GM, WM), GM–WM separation `d` and histogram overlap, voxels per tissue."
+def tissue_stats(subjects: list,  # `Subject`s, e.g. those of one domain (labels 1, 2, 3: CSF, GM, WM)
+                ) -> dict:
+    "Pooled intensity `mean` and `sd` per tissue (CSF, GM, WM), GM–WM separation `d_gm_wm`, histogram `overlap_gm_wm`, `voxels` per tissue per subject."
     vals = [np.concatenate([s.image[s.label == c] for s in subjects]).astype(np.float64) for c in (1, 2, 3)]
     mean, sd = [float(v.mean()) for v in vals], [float(v.std()) for v in vals]
     d = (mean[2] - mean[1]) / math.sqrt((sd[1] ** 2 + sd[2] ** 2) / 2)
@@ -108,9 +109,14 @@ def _benchmark_name(seed, n_infant, n_adult, voxel_mm, n_third=0, severity=1.0) 
     sev = f'-sev{float(severity):g}' if severity != 1 else ''
     return f'seed{seed}-infant{n_infant}-adult{n_adult}{third}{sev}-{float(voxel_mm):g}mm-v{GENERATOR_VERSION}'
 
-def benchmark_dir(seed: int = 0, n_infant: int = 10, n_adult: int = 5, voxel_mm: float = 2.0, n_third: int = 0,
-                  severity: float = 1.0) -> Path:
-    "Where `ensure_benchmark` keeps the benchmark of these parameters: `data_dir()/'synthetic'/<parameters>`."
+def benchmark_dir(seed: int = 0,          # benchmark seed
+                  n_infant: int = 10,     # infant-like subjects (iSEG layout)
+                  n_adult: int = 5,       # adult-like subjects (MRBrainS layout)
+                  voxel_mm: float = 2.0,  # isotropic voxel size in mm
+                  n_third: int = 0,       # subjects of the third domain 'LowField' (0: the paper's two domains)
+                  severity: float = 1.0,  # intensity shift of the infant-like domain (`shifted_profile`; 1: the benchmark)
+                 ) -> Path:
+    "Where `ensure_benchmark` keeps the benchmark of these parameters: `data_dir()/'synthetic'/<parameters>` (checked, not created)."
     return data_dir()/'synthetic'/_benchmark_name(seed, n_infant, n_adult, voxel_mm, n_third, severity)
 
 # %% ../nbs/04_benchmark.ipynb #09593fac

@@ -46,8 +46,9 @@ def shown_path(path: str | Path) -> str:
     return str(path)
 
 # %% ../nbs/00_core.ipynb #e3293200
-def get_device(device: str | torch.device = 'auto') -> torch.device:
-    "Resolve `'auto'`, `'cpu'`, `'cuda'` or `'cuda:N'` to a `torch.device`, checking that it exists."
+def get_device(device: str | torch.device = 'auto',  # 'auto' (GPU $LOCAL_RANK if CUDA is available, else the CPU), 'cpu', 'cuda', 'cuda:N'
+              ) -> torch.device:
+    "The `torch.device` that `device` names, checked to exist on this machine (a ValueError naming it otherwise)."
     if isinstance(device, torch.device): device = str(device)
     if device == 'auto':
         if torch.cuda.is_available(): return torch.device('cuda', int(os.environ.get('LOCAL_RANK', 0)))
@@ -60,8 +61,10 @@ def get_device(device: str | torch.device = 'auto') -> torch.device:
     return dev
 
 # %% ../nbs/00_core.ipynb #8a7c4290
-def seed_everything(seed: int, deterministic: bool = True) -> None:
-    "Seed `random`, NumPy and torch; `deterministic`: torch's deterministic algorithms, else cuDNN picks the fastest."
+def seed_everything(seed: int,                   # seeds `random`, NumPy (modulo 2**32) and torch
+                    deterministic: bool = True,  # torch's deterministic algorithms; False: cuDNN picks the fastest (not repeatable)
+                   ) -> None:
+    "Seed `random`, NumPy and torch and set torch's determinism, for the whole process; returns nothing."
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
     torch.use_deterministic_algorithms(deterministic, warn_only=True)   # set both ways: the flag is global to the process
     torch.backends.cudnn.benchmark = not deterministic
@@ -71,7 +74,9 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
 def _umask() -> int:
     m = os.umask(0); os.umask(m); return m
 
-def temporary_beside(path: str | Path, suffix: str = '.tmp') -> Path:
+def temporary_beside(path: str | Path,      # the file the temporary one will replace (its folder is created)
+                     suffix: str = '.tmp',  # the end of the temporary file's name
+                    ) -> Path:
     "A new temporary file next to `path` (`.<name>.XXXX<suffix>`), readable as the user's umask allows; stale ones of `path` are removed first."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     for old in path.parent.glob(f'.{path.name}.*{suffix}'): old.unlink(missing_ok=True)   # left by a killed writer
@@ -91,8 +96,10 @@ def atomic_save(obj, path: str | Path) -> Path:
         raise
     return path
 
-def load_checkpoint(path: str | Path, map_location='cpu') -> dict:
-    "Load a checkpoint written by `atomic_save` with `weights_only=True`; one clear line if it is missing, a folder or not a checkpoint."
+def load_checkpoint(path: str | Path,    # a .pt file written by `atomic_save` (e.g. a run's checkpoint.pt), not its folder
+                    map_location='cpu',  # where the tensors are loaded, as `torch.load` takes it
+                   ) -> dict:
+    "The checkpoint at `path`, loaded with `weights_only=True`; one clear line if it is missing, a folder or not a checkpoint."
     path = Path(path)
     if path.is_dir():
         hint = ' or '.join(str(path/n) for n in ('best.pt', 'checkpoint.pt') if (path/n).is_file()) or 'a .pt file inside it'
@@ -118,18 +125,21 @@ def as_json(v):
     "`v` as a JSON file holds it: tuples become lists, int keys strings (to compare a config with config.json)."
     return json.loads(json.dumps(v))
 
-def config_digest(cfg: dict) -> str:
-    "sha256 of a run's config as canonical JSON (sorted keys, checkout paths relative): one value for every copy of it."
+def config_digest(cfg: dict,  # a run's config, as config.json holds it
+                 ) -> str:
+    "The sha256 (hex) of `cfg` as canonical JSON (sorted keys, checkout paths relative): one value for every copy of it."
     return hashlib.sha256(json.dumps(relative_paths(cfg), sort_keys=True, separators=(',', ':')).encode()).hexdigest()
 
-def file_sha256(path: str | Path) -> str:
-    "sha256 of a file's bytes."
+def file_sha256(path: str | Path,  # the file to hash
+               ) -> str:
+    "The sha256 (hex) of the file's bytes."
     h = hashlib.sha256()
     with open(path, 'rb') as f:
         for block in iter(lambda: f.read(1 << 20), b''): h.update(block)
     return h.hexdigest()
 
-def git_commit(root: Path | None = None) -> str:
+def git_commit(root: Path | None = None,  # the checkout; default `project_root()` (None when advnorm is installed from a wheel)
+              ) -> str:
     "The commit of the checkout holding advnorm (`+dirty` if `advnorm/` or `nbs/` differ from it), else 'unknown'."
     root = project_root() if root is None else root
     if root is None: return 'unknown'

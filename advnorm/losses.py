@@ -103,8 +103,11 @@ def identity_loss(x_hat: torch.Tensor,  # G(x)
     return F.mse_loss(x_hat.float(), x.float())
 
 # %% ../nbs/08_losses.ipynb #c36cd055
-def d_loss_lsgan(real_logits: torch.Tensor, domain: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-    "LSGAN discriminator loss: scores regressed onto one-hot targets (real → domain, generated → K), 2/3 and 1/3."
+def d_loss_lsgan(real_logits: torch.Tensor,  # D(x), (B, K + 1)
+                 domain: torch.Tensor,  # z, (B,) domain indices in [0, K)
+                 fake_logits: torch.Tensor,  # D(G(x)), (B', K + 1)
+                ) -> torch.Tensor:
+    "LSGAN discriminator loss, a scalar: scores regressed onto one-hot targets (real → domain, generated → K), 2/3 and 1/3."
     _check_logits('real_logits', real_logits); _check_logits('fake_logits', fake_logits)
     K = fake_logits.shape[1] - 1
     _check_target(real_logits[:, :K], domain, 'domain')
@@ -113,29 +116,39 @@ def d_loss_lsgan(real_logits: torch.Tensor, domain: torch.Tensor, fake_logits: t
     return 0.5 * (2 / 3 * ((real_logits.float() - e_real) ** 2).sum(1).mean()
                   + 1 / 3 * ((fake_logits.float() - e_fake) ** 2).sum(1).mean())
 
-def g_adv_lsgan(fake_logits: torch.Tensor, domain=None) -> torch.Tensor:
-    "LSGAN generator term: D(G(x)) pulled onto (1/K, ..., 1/K, 0) — not generated, no domain preferred (z unused)."
+def g_adv_lsgan(fake_logits: torch.Tensor,  # D(G(x)), (B, K + 1)
+                domain=None,  # z, unused: every G term is called g_adv(D(G(x)), z)
+               ) -> torch.Tensor:
+    "LSGAN generator term, a scalar: D(G(x)) pulled onto (1/K, ..., 1/K, 0) — not generated, no domain preferred."
     _check_logits('fake_logits', fake_logits)
     K = fake_logits.shape[1] - 1
     t = torch.full((K + 1,), 1 / K, device=fake_logits.device); t[K] = 0
     return ((fake_logits.float() - t) ** 2).sum(1).mean()
 
 # %% ../nbs/08_losses.ipynb #c4544a74
-def d_loss_wgan(real_logits: torch.Tensor, domain: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-    "WGAN critic loss on the 'generated' score f = s_K (without the penalty) + 2/3 CE of the domain outputs on real."
+def d_loss_wgan(real_logits: torch.Tensor,  # D(x), (B, K + 1)
+                domain: torch.Tensor,  # z, (B,) domain indices in [0, K)
+                fake_logits: torch.Tensor,  # D(G(x)), (B', K + 1)
+               ) -> torch.Tensor:
+    "WGAN critic loss, a scalar: mean f(real) − mean f(generated) of the 'generated' score f = s_K (no penalty), + 2/3 CE of the domain outputs on real."
     _check_logits('real_logits', real_logits); _check_logits('fake_logits', fake_logits)
     K = fake_logits.shape[1] - 1
     _check_target(real_logits[:, :K], domain, 'domain')
     r, f = real_logits.float(), fake_logits.float()
     return r[:, K].mean() - f[:, K].mean() + 2 / 3 * F.cross_entropy(r[:, :K], domain.long())
 
-def g_adv_wgan(fake_logits: torch.Tensor, domain=None) -> torch.Tensor:
-    "WGAN generator term: the critic's 'generated' score of G(x), lowered (z unused)."
+def g_adv_wgan(fake_logits: torch.Tensor,  # D(G(x)), (B, K + 1)
+               domain=None,  # z, unused: every G term is called g_adv(D(G(x)), z)
+              ) -> torch.Tensor:
+    "WGAN generator term, a scalar: the critic's mean 'generated' score of G(x), which G lowers."
     _check_logits('fake_logits', fake_logits)
     return fake_logits.float()[:, -1].mean()
 
-def gradient_penalty(D, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    "E[(||∇ f(x̃)|| − 1)²] for the critic score f = D(x̃)_K on random interpolates x̃ of real and generated patches."
+def gradient_penalty(D,  # the critic: patches (B, 1, X, Y, Z) → logits (B, K + 1), the last one its score f
+                     real: torch.Tensor,  # x, real patches (B, 1, X, Y, Z)
+                     fake: torch.Tensor,  # G(x), generated patches, same shape (both detached here)
+                    ) -> torch.Tensor:
+    "E[(||∇ f(x̃)|| − 1)²], a scalar with its graph kept for D's update, for f = D(x̃)_K on random interpolates x̃ of real and generated patches."
     if real.shape != fake.shape: raise ValueError(f'real shape {tuple(real.shape)} != fake shape {tuple(fake.shape)}')
     a = torch.rand(real.shape[0], *([1] * (real.ndim - 1)), device=real.device)
     x = (a * real.detach() + (1 - a) * fake.detach()).requires_grad_(True)

@@ -15,8 +15,10 @@ __all__ = ['SPLITS', 'pad_volume', 'extract_patches', 'Splits', 'check_split', '
            'DomainBalancedSampler']
 
 # %% ../nbs/02_patches.ipynb #a6d2937c
-def pad_volume(x: np.ndarray, size: int = 32) -> np.ndarray:
-    "Pad a 3-D `x` with `size // 2` zeros on each side of each axis."
+def pad_volume(x: np.ndarray,   # a 3-D volume (image or labels)
+               size: int = 32,  # patch side in voxels
+              ) -> np.ndarray:
+    "`x` with `size // 2` zeros added on each side of each axis, so that a `size`³ patch can be centred on any voxel of `x`."
     return np.pad(x, size // 2)
 
 # %% ../nbs/02_patches.ipynb #d18f25de

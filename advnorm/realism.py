@@ -32,21 +32,31 @@ def intensity_gain(real: np.ndarray,  # real intensities (brain voxels) of one d
 # %% ../nbs/13_realism.ipynb #2ba26426
 TISSUES = (1, 2, 3)   # CSF, GM, WM in the label maps
 
-def tissue_values(image: np.ndarray, label: np.ndarray, n_max: int = 50_000, seed: int = 0) -> list:
-    "The intensities of `image` in each tissue of `label` (CSF, GM, WM), at most `n_max` random voxels each."
+def tissue_values(image: np.ndarray,    # a 3-D image
+                  label: np.ndarray,    # its labels, same shape (1, 2, 3: CSF, GM, WM)
+                  n_max: int = 50_000,  # most voxels kept per tissue: a random sample of them beyond
+                  seed: int = 0,        # seeds that sample
+                 ) -> list:
+    "The intensities of `image` in each tissue of `label`: three 1-D arrays (CSF, GM, WM), at most `n_max` random voxels each."
     rng, out = np.random.default_rng(seed), []
     for t in TISSUES:
         v = image[label == t]
         out.append(v if len(v) <= n_max else rng.choice(v, n_max, replace=False))
     return out
 
-def tissue_w1(a: list, b: list) -> list:
-    "W1 between two `tissue_values` lists, one per tissue (NaN where a tissue is empty in either)."
+def tissue_w1(a: list,  # `tissue_values` of one image (or of several, concatenated per tissue)
+              b: list,  # `tissue_values` of another
+             ) -> list:
+    "The Wasserstein-1 distance between `a` and `b`, one float per tissue, in intensity units (NaN where a tissue is empty in either)."
     return [float(wasserstein_distance(u, v)) if len(u) and len(v) else float('nan') for u, v in zip(a, b)]
 
 # %% ../nbs/13_realism.ipynb #720f4c09
-def ssim_map(x: np.ndarray, y: np.ndarray, sigma: float = 1.5, data_range: float = 1.0) -> np.ndarray:
-    "The local SSIM of two images of the same shape under a Gaussian window of `sigma` voxels."
+def ssim_map(x: np.ndarray,               # an image (2-D or 3-D)
+             y: np.ndarray,               # another, same shape
+             sigma: float = 1.5,          # sd of the Gaussian window, in voxels
+             data_range: float = 1.0,     # L, the intensity range, in SSIM's constants C1 = (0.01 L)², C2 = (0.03 L)²
+            ) -> np.ndarray:
+    "The local SSIM of `x` and `y` under a Gaussian window of `sigma` voxels: an array of their shape, 1 where they agree."
     if x.shape != y.shape: raise ValueError(f'x has shape {x.shape}, y {y.shape}: expected the same')
     f = lambda a: ndimage.gaussian_filter(np.asarray(a, np.float64), sigma)
     mx, my = f(x), f(y)
@@ -55,12 +65,14 @@ def ssim_map(x: np.ndarray, y: np.ndarray, sigma: float = 1.5, data_range: float
     return (2 * mx * my + c1) * (2 * cxy + c2) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2))
 
 def ssim_in_mask(x, y, mask, **kw) -> float:
-    "Mean SSIM of `x` and `y` over the voxels of `mask` (the brain)."
+    "Mean SSIM of `x` and `y` over the voxels of `mask` (the brain); `kw` goes to `ssim_map` (sigma, data_range)."
     return float(ssim_map(x, y, **kw)[np.asarray(mask, bool)].mean())
 
 # %% ../nbs/13_realism.ipynb #a486611d
-def roc_auc(real_scores, gen_scores) -> float:
-    "Area under the ROC curve of 'generated' scores against 'real' ones: P(gen > real), ties counting half."
+def roc_auc(real_scores,  # scores of real samples (array-like, flattened)
+            gen_scores,   # scores of generated samples (array-like, flattened)
+           ) -> float:
+    "Area under the ROC curve of 'generated' scores against 'real' ones: P(gen > real), ties counting half (0.5: not told apart)."
     r, g = np.asarray(real_scores, float).ravel(), np.asarray(gen_scores, float).ravel()
     if not (len(r) and len(g)): raise ValueError(f'roc_auc: needs scores of both kinds, got {len(r)} real and {len(g)} generated')
     ranks = rankdata(np.concatenate([r, g]))
@@ -77,11 +89,15 @@ class RealismCritic(nn.Module):
                                  nn.Linear(4 * w, 1))
     def forward(self, x): return self.net(x)[:, 0]
 
-def critic_auc(train_real: torch.Tensor, train_gen: torch.Tensor,  # training patches (N, 1, s, s, s)
+def critic_auc(train_real: torch.Tensor, train_gen: torch.Tensor,  # training patches (N, 1, s, s, s), real and generated
                test: dict,                      # {name: (real patches, generated patches)} scored separately and together
-               steps: int = 300, batch: int = 32, lr: float = 1e-3, seed: int = 0,
-               device='cpu') -> dict:
-    "Train a fresh `RealismCritic` on real vs generated training patches; its ROC AUC on each test set and on all ('all')."
+               steps: int = 300,                # Adam steps of the critic
+               batch: int = 32,                 # patches per step, half real and half generated
+               lr: float = 1e-3,                # Adam's learning rate
+               seed: int = 0,                   # seeds the critic's weights and batches (the caller's RNG is left as it was)
+               device='cpu',                    # where the critic trains and scores
+              ) -> dict:
+    "Train a fresh `RealismCritic` on real vs generated training patches; returns {name: its ROC AUC} on each test set, and on all ('all')."
     with torch.random.fork_rng():                # the caller's torch RNG is left as it was
         torch.manual_seed(seed); rng = np.random.default_rng(seed)
         C, h = RealismCritic().to(device), batch // 2
@@ -112,9 +128,12 @@ def realism_scores(G,                      # the run's generator (eval mode)
                    volumes: dict,          # {domain: [(x, G(x), label, mask), ...]} test volumes, as evaluate_run has them
                    train_ds: dict,         # {domain: PatchDataset of its training patches} (the critic's training set)
                    test_ds: dict,          # {domain: PatchDataset of its test patches}
-                   n_train: int = 384, n_test: int = 256,   # patches per domain
-                   steps: int = 300, seed: int = 0, device='cpu') -> dict:
-    "The three realism figures of a run with a G: per-tissue W1, the post-hoc critic's ROC AUC and SSIM in the brain."
+                   n_train: int = 384, n_test: int = 256,   # training and test patches per domain for the critic
+                   steps: int = 300,       # the critic's training steps (`critic_auc`)
+                   seed: int = 0,          # seeds the voxel and patch samples and the critic
+                   device='cpu',           # where G runs and the critic trains
+                  ) -> dict:
+    "The realism figures of a run with a G, a dict: per-tissue W1 (`w1_*`), the post-hoc critic's ROC AUC (`critic_auc`), SSIM in the brain (`ssim_brain`)."
     doms = list(volumes)
     gain = {k: intensity_gain(np.concatenate([x[m] for x, _, _, m in v]), np.concatenate([g[m] for _, g, _, m in v]))
             for k, v in volumes.items()}
@@ -144,8 +163,10 @@ def realism_scores(G,                      # the run's generator (eval mode)
     return res
 
 # %% ../nbs/13_realism.ipynb #c2395c08
-def g_output_slices(run_dirs: dict, device='cpu') -> tuple:
-    "Middle axial slices of the input and of each run's gain-matched G(x), first test subject per domain: (inputs, outputs)."
+def g_output_slices(run_dirs: dict,  # {run label: run folder} of runs with a G, all with the same test subjects
+                    device='cpu',    # where the networks run
+                   ) -> tuple:
+    "Middle axial slices of the input and of each run's gain-matched G(x), first test subject per domain: (inputs, outputs) as `plot_g_outputs` takes them."
     inputs, outputs, names = {}, {}, None
     for label, run in run_dirs.items():
         cfg, nets, _ = load_run(run, device)
@@ -167,8 +188,9 @@ def g_output_slices(run_dirs: dict, device='cpu') -> tuple:
 def plot_g_outputs(inputs: dict,   # {domain: 2-D input slice}
                    outputs: dict,  # {run label: {domain: 2-D slice of a G(x)}}
                    titles: dict | None = None,  # {run label: a title, e.g. with its realism figures}
-                   path=None):
-    "One row per domain: the input, then each run's G(x) and G(x) - x (±0.1)."
+                   path=None,      # save the figure there when given
+                  ):
+    "A figure of one row per domain: the input, then each run's G(x) and G(x) - x (±0.1); returns the matplotlib figure."
     import matplotlib.pyplot as plt
     doms, labels = list(inputs), list(outputs)
     fig, axes = plt.subplots(len(doms), 1 + 2 * len(labels), figsize=(2.6 * (1 + 2 * len(labels)), 2.8 * len(doms)), squeeze=False)

@@ -171,8 +171,9 @@ def _jobs(a) -> list[tuple[Path, Path, Path | None]]:
         seen[o] = i
     return jobs
 
-def main(argv=None):
-    "Console entry point `advnorm-segment`: segment one or more scans with a trained run."
+def main(argv=None,  # the command-line arguments, without the program's name; None: `sys.argv[1:]`
+        ):
+    "Console entry point `advnorm-segment`: segment one or more scans with a trained run; returns nothing, exits with status 2 and one line on an error."
     ap = argparse.ArgumentParser(prog='advnorm-segment', description=segment_file.__doc__)
     ap.add_argument('images', nargs='+', metavar='IMAGE', help='3-D NIfTI (.nii, .nii.gz) or Analyze (.hdr) T1 scans, skull-stripped')
     ap.add_argument('--checkpoint', required=True, help="a run's checkpoint.pt")

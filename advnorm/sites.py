@@ -207,7 +207,8 @@ def as_experiment(exp  # a registry key (7, '7-k3'), an `Experiment`, a spec map
     try: return get_experiment(exp)
     except ValueError as err: raise ValueError(f'{err}, an Experiment, or a spec (a mapping or a {"/".join(SPEC_SUFFIXES)} file)') from None
 
-def run_tag(e: Experiment) -> str:
+def run_tag(e: Experiment,  # a checked experiment (`as_experiment`)
+           ) -> str:
     "The run folder's prefix: `exp7` for a row or variant of the registry, the experiment's own name otherwise."
     return f'exp{e.exp}' if _registry(e.exp) is not None else str(e.exp)
 

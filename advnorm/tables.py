@@ -29,16 +29,24 @@ PAPER_TABLE1 = {1: (0.906, 0.868, 0.863), 2: (0.813, 0.789, 0.839), 3: (0.401, 0
 PAPER_TABLE2 = {'input': 3.509, 'normalized': 3.504}
 
 # %% ../nbs/15_tables.ipynb #5594ec23
-def run_dir_for(exp, preset, split, seed, root=None, overrides=None) -> Path:
-    "The default folder of a run (the one `run_experiment` and `train` use)."
+def run_dir_for(exp,             # a Table 1 row (7), a registry key ('7-k3'), an `Experiment` or a spec
+                preset,          # the preset's name
+                split,           # 'patch' or 'subject'
+                seed,            # the run's seed
+                root=None,       # runs folder; default `runs_dir()`
+                overrides=None,  # preset fields changed: each adds `-field=value` to the name
+               ) -> Path:
+    "The default folder of a run (the one `run_experiment` and `train` use): `root/<run_name>`."
     return Path(root or runs_dir())/run_name(as_experiment(exp), preset, split, seed, overrides)
 
 def results_dir() -> Path:
     "Committed records of finished runs: `$ADVNORM_RESULTS`, else `<checkout>/results`, else `~/.cache/advnorm/results`."
     return home_dir('ADVNORM_RESULTS', 'results')
 
-def archive_run(run_dir, keep=None) -> Path:
-    "Copy a finished run's `results.json` and `config.json` to `keep/<run folder name>/` (paths made relative)."
+def archive_run(run_dir,    # a finished run's folder (with results.json and config.json)
+                keep=None,  # records folder; default `results_dir()`
+               ) -> Path:
+    "Copy a finished run's `results.json` and `config.json` to `keep/<run folder name>/` (paths made relative); returns that folder."
     run_dir = Path(run_dir); dest = Path(keep or results_dir())/run_dir.name
     dest.mkdir(parents=True, exist_ok=True)
     for name in ('results.json', 'config.json'):
@@ -50,13 +58,19 @@ def _benchmark_now(preset, data, overrides=None) -> str | None:
     "The benchmark folder name a run of `preset` (with `overrides`) on `data` uses now (None for real data)."
     return benchmark_dir(**get_preset(preset, **(overrides or {})).benchmark).name if str(data) == 'synthetic' else None
 
-def sweep(exps=tuple(EXPERIMENTS), seeds=(0, 1), preset='quick', split='patch', data='synthetic', root=None,
-          run_missing: bool = True, progress: bool = True,
+def sweep(exps=tuple(EXPERIMENTS),         # registry keys: Table 1 rows (7) or variants ('7-k3')
+          seeds=(0, 1),                    # the seeds run for each
+          preset='quick',                  # the preset's name
+          split='patch',                   # 'patch' (the paper's 60/20/20) or 'subject' (leak-free)
+          data='synthetic',                # 'synthetic' (embedded benchmark) or a folder with the real layouts
+          root=None,                       # runs folder; default `runs_dir()`
+          run_missing: bool = True,        # train and score the runs without results (False: leave them out)
+          progress: bool = True,           # tqdm bars while missing runs train
           overrides: dict | None = None,   # preset fields changed for every run (e.g. `{'adv_loss': 'lsgan'}`)
           keep=None,                       # records folder; default `results_dir()` (or `root/results` when `root` is given)
           device='auto',                   # where missing runs train and are scored
          ) -> dict:
-    "Results of every (exp, seed): from the kept records, from the run folder, or run with `run_experiment` when missing."
+    "`{(exp, seed): results}` of every run: from the kept records, from the run folder, or run with `run_experiment` when missing."
     keep = Path(keep) if keep else (results_dir() if root is None else Path(root)/'results')
     bench, out = _benchmark_now(preset, data, overrides), {}
     for exp in exps:
@@ -81,7 +95,8 @@ def _msd(vals):
 
 def _fmt(m, s): return ' / '.join(f'{a:.3f}' + ('' if np.isnan(b) else f'±{b:.3f}') for a, b in zip(m, s))
 
-def table1(results: dict) -> str:
+def table1(results: dict,  # `sweep`'s results: {(exp, seed): results}
+          ) -> str:
     "Table 1 as markdown: the paper's Dice beside ours (patch and volume), mean ± sd over seeds."
     if not results: raise ValueError('results is empty: run a sweep first')
     any_r = next(iter(results.values()))
@@ -96,7 +111,8 @@ def table1(results: dict) -> str:
                      f"{_fmt(*_msd([r['patch_dice']['mean'] for r in rs]))} | {_fmt(*_msd([r['volume_dice']['mean'] for r in rs]))} |")
     return '\n'.join(lines)
 
-def table2(results: dict) -> str:
+def table2(results: dict,  # `sweep`'s results: {(exp, seed): results}
+          ) -> str:
     "Table 2 as markdown: the JSD between domains before and after G (experiments with G), ours beside the paper's."
     lines = ['| | paper (code\'s definition) | ours, standard JSD in bits (max 1) | ours, paper-compatible |', '|---|---|---|---|']
     for exp in sorted({e for e, _ in results}, key=str):
@@ -108,12 +124,19 @@ def table2(results: dict) -> str:
     return '\n'.join(lines)
 
 # %% ../nbs/15_tables.ipynb #685727e5
-def seed_scores(results: dict, exp, how: str = 'patch_dice') -> dict:
-    "{seed: mean Dice over CSF / GM / WM} of `exp`'s runs in `sweep`'s results (`how`: 'patch_dice' or 'volume_dice')."
+def seed_scores(results: dict,            # `sweep`'s results: {(exp, seed): results}
+                exp,                      # the experiment (a Table 1 row or registry key)
+                how: str = 'patch_dice',  # 'patch_dice' (test patches) or 'volume_dice' (test volumes)
+               ) -> dict:
+    "{seed: mean Dice over CSF / GM / WM} of `exp`'s runs in `results`."
     return {s: float(np.mean(r[how]['mean'])) for (e, s), r in results.items() if e == exp}
 
-def paired(results: dict, a, b,          # the difference is exp `b` − exp `a`, seed by seed
-           how: str = 'patch_dice', n_boot: int = 10_000, seed: int = 0) -> dict:
+def paired(results: dict,            # `sweep`'s results: {(exp, seed): results}
+           a, b,                     # the difference is exp `b` − exp `a`, seed by seed
+           how: str = 'patch_dice',  # 'patch_dice' (test patches) or 'volume_dice' (test volumes)
+           n_boot: int = 10_000,     # bootstrap resamples of the differences
+           seed: int = 0,            # seeds the bootstrap
+          ) -> dict:
     "Exp b − exp a on the seeds both ran: per-seed differences, their mean, 95 % t and bootstrap intervals, signs, verdict."
     sa, sb = seed_scores(results, a, how), seed_scores(results, b, how)
     seeds = sorted(set(sa) & set(sb)); d = np.array([sb[s] - sa[s] for s in seeds])
@@ -132,8 +155,10 @@ PAIRS = ((6, 7), (5, 7), (5, 6))   # (a, b): the differences exp 7 − exp 6, ex
 
 def _ci(ci) -> str: return '—' if np.isnan(ci[0]) else f'{ci[0]:+.4f} to {ci[1]:+.4f}'
 
-def paired_table(by_split: dict,        # {split: `sweep` results}
-                 pairs=PAIRS, how: str = 'patch_dice') -> str:
+def paired_table(by_split: dict,           # {split: `sweep` results}
+                 pairs=PAIRS,              # (a, b) pairs of experiments: the differences exp b − exp a
+                 how: str = 'patch_dice',  # 'patch_dice' (test patches) or 'volume_dice' (test volumes)
+                ) -> str:
     "Markdown: for each pair and split, the paired difference over the seeds both rows ran, its 95 % intervals and verdict."
     lines = ['| difference | split | seeds | mean | 95 % t interval | 95 % bootstrap | seeds + / − | verdict |', '|---|---|---|---|---|---|---|---|']
     for a, b in pairs:
@@ -143,8 +168,10 @@ def paired_table(by_split: dict,        # {split: `sweep` results}
                                     f"{_ci(p['boot_ci'])} | {p['positive']} / {p['negative']} | {p['verdict']} |")
     return '\n'.join(lines)
 
-def noise_floor(root=None, how: str = 'patch_dice') -> list[dict]:
-    "Every run under `results/noise/<what>/` beside the Table 1 record of the same seed: what changed, both Dice, the difference."
+def noise_floor(root=None,                 # records folder; default `results_dir()`
+                how: str = 'patch_dice',   # 'patch_dice' (test patches) or 'volume_dice' (test volumes)
+               ) -> list[dict]:
+    "One dict per run under `root/noise/<what>/`, beside the Table 1 record of the same seed: what changed, both Dice, the difference."
     root, rows = Path(root or results_dir()), []
     for f in sorted((root/'noise').glob('*/*/results.json')):
         ref = root/f.parent.name/'results.json'
@@ -156,17 +183,21 @@ def noise_floor(root=None, how: str = 'patch_dice') -> list[dict]:
                      'dice': (d0, d), 'delta': d - d0})
     return rows
 
-def noise_table(rows: list[dict]) -> str:
+def noise_table(rows: list[dict],  # `noise_floor`'s rows
+               ) -> str:
     "Markdown of `noise_floor`: the Table 1 record, the same seed trained again, and the difference of their mean Dice."
     lines = ['| run | trained again with | mean Dice, Table 1 record | trained again | difference |', '|---|---|---|---|---|']
     why = {'rerun': 'the same seed and threads, trained again later (another machine)', 'threads2': '2 threads instead of 1'}
     lines += [f"| {r['run']} | {why.get(r['what'], r['what'])} | {r['dice'][0]:.4f} | {r['dice'][1]:.4f} | {r['delta']:+.4f} |" for r in rows]
     return '\n'.join(lines)
 
-def plot_paired(by_split: dict, pairs=PAIRS, how: str = 'patch_dice',
+def plot_paired(by_split: dict,               # {split: `sweep` results}
+                pairs=PAIRS,                  # (a, b) pairs of experiments: the differences exp b − exp a
+                how: str = 'patch_dice',      # 'patch_dice' (test patches) or 'volume_dice' (test volumes)
                 noise: float | None = None,   # the largest |difference| of a seed trained twice: drawn as a band around zero
-                path=None):
-    "Each seed's paired difference (a dot) and the 95 % t interval of their mean (a bar), per pair and split, zero marked."
+                path=None,                    # save the figure there when given
+               ):
+    "A figure of each seed's paired difference (a dot) and the 95 % t interval of their mean (a bar), per pair and split, zero marked; returns it."
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, len(by_split), figsize=(5.2 * len(by_split), 0.8 * len(pairs) + 1.6), sharex=True, squeeze=False)
     for ax, (split, res) in zip(axes[0], by_split.items()):
@@ -194,7 +225,8 @@ ORDERINGS = (('cross-domain ≪ in-domain: exp 3 (iSEG→MRBrainS) < exp 2 (MRBr
 
 def _ms(v) -> str: return _fmt(*_msd([[x] for x in v]))
 
-def paper_ordering(results: dict) -> str:
+def paper_ordering(results: dict,  # `sweep`'s results: {(exp, seed): results} of the Table 1 rows
+                  ) -> str:
     "Markdown: each ordering the paper claims, both rows as mean ± sd over seeds, the paired difference's 95 % t interval, the verdict."
     lines = ['| the paper claims | ours, test patches | paired difference, 95 % interval | test volumes | paired difference, 95 % interval | verdict (patches / volumes) |',
              '|---|---|---|---|---|---|']
@@ -223,29 +255,39 @@ VARIANT_RUNS = {   # label: (experiment, preset overrides)
     'exp 7, 3 domains': ('7-k3', {}),
 }
 
-def lambda_variants(lambdas=(0.1, 1.0, 5.0), preset='quick') -> dict:
-    "Exp 7 at each λ, as variants; the preset's own λ needs no override, so it shares Table 1's run."
+def lambda_variants(lambdas=(0.1, 1.0, 5.0),  # the values of λ (`lambda_adv`)
+                    preset='quick',           # the preset's name
+                   ) -> dict:
+    "Exp 7 at each λ, as variants {label: (7, preset overrides)}; the preset's own λ needs no override, so it shares Table 1's run."
     default = get_preset(preset).lambda_adv
     return {f'λ={l:g}': (7, {} if float(l) == default else {'lambda_adv': float(l)}) for l in lambdas}
 
-def budget_variants(factors=(1, 3), lambdas=(0.1, 1.0), preset='quick',
-                    baselines=(5, 6)) -> dict:   # rows trained at the same budgets, to compare exp 7 with
-    "Exp 7 at `factors` times the preset's training steps and at each λ, and the `baselines` at the same budgets."
+def budget_variants(factors=(1, 3),       # training budgets, as multiples of the preset's epochs
+                    lambdas=(0.1, 1.0),   # the values of λ (`lambda_adv`) of exp 7 at each budget
+                    preset='quick',       # the preset's name
+                    baselines=(5, 6),     # rows trained at the same budgets, to compare exp 7 with
+                   ) -> dict:
+    "Exp 7 at `factors` times the preset's training steps and at each λ, and the `baselines` at the same budgets: {label: (exp, overrides)}."
     p = get_preset(preset)
     steps = lambda f: {'epochs': p.epochs * f} if f != 1 else {}
     ov = lambda f, l: steps(f) | ({'lambda_adv': float(l)} if float(l) != p.lambda_adv else {})
     return ({f'{f}× steps, λ={l:g}': (7, ov(f, l)) for f in factors for l in lambdas}
             | {f'exp {e}, {f}× steps': (e, steps(f)) for f in factors for e in baselines})
 
-def severity_variants(levels=(0.25, 0.5, 0.75, 1.0), exps=(5, 6, 7), preset='quick') -> dict:
-    "Exps `exps` on the benchmark at each intensity-shift severity (`advnorm.synthetic.shifted_profile`; 1: Table 1's)."
+def severity_variants(levels=(0.25, 0.5, 0.75, 1.0),  # severities of the intensity shift (0: none; 1: Table 1's benchmark)
+                      exps=(5, 6, 7),                 # the rows run at each severity
+                      preset='quick',                 # the preset's name
+                     ) -> dict:
+    "Exps `exps` on the benchmark at each intensity-shift severity (`advnorm.synthetic.shifted_profile`): {label: (exp, overrides)}."
     b = get_preset(preset).benchmark
     return {f'exp {e}, severity {s:g}': (e, {} if float(s) == 1 else {'benchmark': b | {'severity': float(s)}})
             for s in levels for e in exps}
 
-def sweep_variants(variants: dict = VARIANT_RUNS, seeds=(0, 1), preset='quick', split='patch', data='synthetic',
-                   root=None, run_missing: bool = True, progress: bool = True,
-                   keep=None) -> dict:   # records folder (default `results_dir()`), as in `sweep`
+def sweep_variants(variants: dict = VARIANT_RUNS,  # {label: (experiment, preset overrides)}
+                   seeds=(0, 1), preset='quick', split='patch', data='synthetic',   # as in `sweep`: seeds, preset, split, data
+                   root=None, run_missing: bool = True, progress: bool = True,      # as in `sweep`: runs folder, run missing runs, tqdm bars
+                   keep=None,                      # records folder (default `results_dir()`), as in `sweep`
+                  ) -> dict:
     "`{label: {seed: results}}` for every variant: collected from the run folders, or run when missing."
     out = {}
     for label, (exp, ov) in variants.items():
@@ -254,7 +296,8 @@ def sweep_variants(variants: dict = VARIANT_RUNS, seeds=(0, 1), preset='quick', 
     return out
 
 # %% ../nbs/15_tables.ipynb #546f37f8
-def variants_table(vres: dict) -> str:
+def variants_table(vres: dict,  # `sweep_variants`' results: {label: {seed: results}}
+                  ) -> str:
     "Markdown: one row per variant of `sweep_variants`, mean ± sd over its seeds; variants without runs are left out."
     lines = ['| variant | exp | seeds | test patches CSF / GM / WM | test volumes CSF / GM / WM | JSD bits, input → normalized |',
              '|---|---|---|---|---|---|']
@@ -269,8 +312,10 @@ def variants_table(vres: dict) -> str:
     return '\n'.join(lines)
 
 # %% ../nbs/15_tables.ipynb #deaaa299
-def plot_lambda(vres: dict, path=None):
-    "Dice vs λ and JSD vs λ (mean ± sd over seeds) from `sweep_variants(lambda_variants(...))`; saved to `path` if given."
+def plot_lambda(vres: dict,  # `sweep_variants(lambda_variants(...))`
+                path=None,   # save the figure there when given
+               ):
+    "A figure of Dice vs λ and JSD vs λ (mean ± sd over seeds); returns it."
     import matplotlib.pyplot as plt
     pts = sorted((float(k.split('=')[1]), [runs[s] for s in sorted(runs)]) for k, runs in vres.items() if runs)
     if not pts: raise ValueError('vres holds no runs: run the λ sweep first')
@@ -291,7 +336,8 @@ def plot_lambda(vres: dict, path=None):
     return fig
 
 # %% ../nbs/15_tables.ipynb #509a4fff
-def realism_table(results: dict) -> str:
+def realism_table(results: dict,  # `sweep`'s results: {(exp, seed): results}
+                 ) -> str:
     "Markdown: the realism figures (`13_realism`) of every run with a G in `sweep`'s results, mean ± sd over seeds per exp."
     by = {}
     for (e, _), r in sorted(results.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
@@ -314,7 +360,8 @@ def _severity_points(vres: dict) -> dict:
         pts.setdefault(int(e.split()[1]), []).append((float(s), [runs[k] for k in sorted(runs)]))
     return {e: sorted(v, key=lambda t: t[0]) for e, v in sorted(pts.items())}
 
-def severity_table(vres: dict) -> str:
+def severity_table(vres: dict,  # `sweep_variants(severity_variants(...))`
+                  ) -> str:
     "Markdown: one row per (severity, exp), mean ± sd over seeds of Dice and, for the runs with a G, the realism figures."
     lines = ['| severity | exp | seeds | test patches CSF / GM / WM (mean) | volumes mean Dice | W1 to nearest real | critic AUC | SSIM in brain |',
              '|---|---|---|---|---|---|---|---|']
@@ -335,8 +382,10 @@ def _or_none(f):
         except KeyError: return None
     return g
 
-def plot_severity(vres: dict, path=None):
-    "Mean Dice (test patches) of each exp and the realism of G's images against the severity of the intensity shift."
+def plot_severity(vres: dict,  # `sweep_variants(severity_variants(...))`
+                  path=None,   # save the figure there when given
+                 ):
+    "A figure of the mean Dice (test patches) of each exp and the realism of G's images against the severity of the intensity shift; returns it."
     import matplotlib.pyplot as plt
     pts = _severity_points(vres)
     if not pts: raise ValueError('vres holds no runs: run the severity sweep first')
@@ -362,7 +411,8 @@ def plot_severity(vres: dict, path=None):
 RECORD_FIELDS = ('exp', 'seed', 'split', 'preset', 'benchmark', 'threads', 'patch_dice', 'volume_dice', 'checkpoint_scored')
 PROVENANCE_FIELDS = ('checkpoint', 'checkpoint_sha256', 'config_sha256', 'run_id', 'benchmark', 'benchmark_version', 'trained', 'scored')
 
-def check_record(folder) -> list[str]:
+def check_record(folder,  # a kept record: the folder of one run's results.json and config.json
+                ) -> list[str]:
     "What is wrong with one kept record (`folder/results.json` + `config.json`): [] when it is one run, whole and named right."
     folder = Path(folder); where = folder.name
     if not (folder/'config.json').exists(): return [f'{where}: no config.json beside results.json']
@@ -400,7 +450,8 @@ NOISE_RUNS = {   # the implementation's own noise: Table 1 runs of seed 0 traine
     'rerun': [(5, 'patch')],   # the same seed and thread count, trained again on another machine
 }
 
-def expected_records(preset: str = 'quick') -> dict:
+def expected_records(preset: str = 'quick',  # the preset's name the records were trained with
+                    ) -> dict:
     "{table: [folders under results/]}: every record each committed table and study is drawn from."
     name = lambda e, sp, s, ov=None: run_name(as_experiment(e), preset, sp, s, ov or None)
     return {'table1': [name(e, sp, s) for sp in SPLITS for e, seeds in TABLE1_SEEDS[sp].items() for s in seeds],
@@ -408,8 +459,10 @@ def expected_records(preset: str = 'quick') -> dict:
             'severity': [f'severity/{name(e, "patch", s, ov)}' for e, ov in severity_variants(preset=preset).values() for s in (0, 1)],
             'budget': [name(e, 'patch', s, ov) for e, ov in budget_variants(preset=preset).values() for s in (0, 1)]}
 
-def check_records(root=None, expected: dict | None = None) -> list[str]:
-    "Every problem of the kept records under `root` (default `results_dir()`): bad records, duplicates, expected runs missing."
+def check_records(root=None,                      # records folder; default `results_dir()`
+                  expected: dict | None = None,   # {table: [record folders under `root`]}; default `expected_records()`
+                 ) -> list[str]:
+    "Every problem of the kept records under `root`, one line each ([] when none): bad records, duplicates, expected runs missing."
     root = Path(root or results_dir())
     folders = sorted(p.parent for p in root.rglob('results.json'))
     bad = [x for f in folders for x in check_record(f)]
