@@ -258,10 +258,10 @@ def bench_train_steps(presets, quick, dev, budget_s=30.0):
         rate = tflops_text(step_flops(p, 7, batch)['total'], 1 / secs, dev, dtype)
         tf, pct, dtype = percent_of_peak(step_flops(p, 7, batch)['total'], 1 / secs, dev, dtype)
         key = f'step_{name}_b{batch}_{dev.type}' + ('' if dev.type == 'cpu' else f"_{p.amp}_{'det' if deterministic else 'autotuned'}")
-        row('training step', key, f'{label}: G+S+D patches/s ({n or 1} timed steps; {rate})' + (' vs the paper (2x RTX 2080 Ti)' if ref else ''),
+        row('training step', key, f'{label}: G+S+D patches/s ({f"{n} timed steps" if n else "its first step only: over the time budget"}; {rate})' + (' vs the paper (2x RTX 2080 Ti)' if ref else ''),
             ps, 'patches/s', PAPER_PATCHES_PER_S if ref else None, ps / PAPER_PATCHES_PER_S if ref else None,
             show=lambda v: f'{v:,.2f}' if v >= 1 or not ref else f'{v:.1f}', preset=name, g_widths=list(p.g_widths),
-            s_widths=list(p.s_widths), d_width=p.d_width, batch=batch, amp=p.amp, device=dev.type, timed_steps=n or 1,
+            s_widths=list(p.s_widths), d_width=p.d_width, batch=batch, amp=p.amp, device=dev.type, timed_steps=n,
             first_step_s=first, secs_per_step=secs, tflops=tf, percent_of_peak=pct, peak_dtype=dtype,
             deterministic=deterministic if dev.type == 'cuda' else None, threads=torch.get_num_threads(),
             peak_gib=torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == 'cuda' else None)
