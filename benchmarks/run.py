@@ -303,11 +303,13 @@ def machine_facts() -> dict:
                 gpu=torch.cuda.get_device_name() if torch.cuda.is_available() else None)
 
 def git_facts() -> dict:
-    "The commit the run measured, and whether tracked files differed from it."
+    "The commit the run measured, and the files of the measured code (advnorm/, benchmarks/*.py) that differed from it."
     def git(*a):
-        try: return subprocess.run(['git', *a], cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=30).stdout.strip()
+        try: return subprocess.run(['git', *a], cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True,
+                                   timeout=30).stdout.strip()
         except (OSError, subprocess.SubprocessError): return ''
-    return dict(commit=git('rev-parse', 'HEAD') or None, dirty=bool(git('status', '--porcelain', '--untracked-files=no')))
+    changed = [l[3:] for l in git('status', '--porcelain', '--untracked-files=no', '--', 'advnorm', 'benchmarks/*.py').splitlines()]
+    return dict(commit=git('rev-parse', 'HEAD') or None, dirty=bool(changed), changed=changed)
 
 def machine() -> str:
     f = machine_facts(); load = ', '.join(f'{v:.1f}' for v in _load()) or '?'
