@@ -306,7 +306,7 @@ def git_facts() -> dict:
     "The commit the run measured, and the files of the measured code (advnorm/, benchmarks/*.py) that differed from it."
     def git(*a):
         try: return subprocess.run(['git', *a], cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True,
-                                   timeout=30).stdout.strip()
+                                   timeout=30).stdout.rstrip()
         except (OSError, subprocess.SubprocessError): return ''
     changed = [l[3:] for l in git('status', '--porcelain', '--untracked-files=no', '--', 'advnorm', 'benchmarks/*.py').splitlines()]
     return dict(commit=git('rev-parse', 'HEAD') or None, dirty=bool(changed), changed=changed)
