@@ -5,6 +5,7 @@
     python benchmarks/run.py --device cuda --levers --profile   # what makes the paper preset's step fast on a GPU
     python benchmarks/run.py --levers --quick --device cpu --no-compile --profile   # the same code path in seconds (CI)
     python benchmarks/run.py --step-throughput          # the training step's patches/s on this CPU, by width and threads
+    python benchmarks/run.py --json benchmarks/records/cpu-DATE.json   # any mode: also write its record (below)
 
 Timings on shared machines are noisy, so each pair is timed in alternating rounds in the same process and the table
 reports the ratio of the medians. Sections: the data loader against the training step it feeds, our foreground patch
@@ -24,9 +25,17 @@ lever alone — bf16, cuDNN autotuning, channels_last_3d, a fused optimizer (the
 no host sync per step, torch.compile in three modes (one of them CUDA graphs) — then with every lever that helped,
 together; `--profile` adds the top 15 CUDA kernels of the fastest setting. Each lever runs in its own try block under a time cap: one that fails or overruns
 says so in its row and the others still run.
+
+`--json PATH` writes the run's record: every figure it printed, as numbers with their units (for the table: each
+measurement's key, ours, other, unit, ratio — how many times ours beats other, in the goal's direction — goal and the
+facts its label quotes, and the 1-minute load when it was taken), and the machine it ran on (CPU model,
+cores, torch and its threads, OMP_NUM_THREADS and OMP_WAIT_POLICY, the load average before and after, the date, the
+git commit). The default mode rewrites it after each section (`complete` false until the end), so a run cut short
+keeps the sections it finished, each named in `sections_done`. Records committed under `benchmarks/records/` are what
+`tools/readme_performance.py` writes the README's Performance section from.
 """
 from __future__ import annotations
-import argparse, json, os, platform, resource, signal, statistics, sys, time
+import argparse, datetime, json, os, platform, resource, signal, statistics, subprocess, sys, time
 from pathlib import Path
 import numpy as np
 import torch
@@ -46,11 +55,17 @@ from advnorm.rundata import load_experiment_data
 from advnorm.flops import step_flops, achieved, peak_tflops
 
 PAPER_PATCHES_PER_S = 27_647 * 0.6 * 50 / (8 * 3600)   # the paper: 60 % of 27,647 patches x 50 epochs in 8 h, 2 GPUs
-ROWS = []
+ROWS = []   # one dict per measurement: printed as the table, written as the record's rows
 
-def row(section, what, ours, other='', ratio=None, goal=''):
-    "Add one line to the table (numbers already formatted, ratio as a float or None)."
-    ROWS.append((section, what, ours, other, '' if ratio is None else f'{ratio:.1f}x', goal))
+def _num(v: float) -> str: return f'{v:,.2f}'
+
+def row(section, key, what, ours, unit, other=None, ratio=None, goal='', show=_num, **facts):
+    """Add one measurement: `ours` and `other` numbers in `unit` (None: not measured), `ratio` a float or None, `show`
+    formats a number for the table; `key` names it in the record, `facts` keeps what its label quotes (sizes, counts)."""
+    text = dict(ours=facts.get('note', '') if ours is None else show(ours), other='' if other is None else show(other),
+                ratio='' if ratio is None else f'{ratio:.1f}x')
+    ROWS.append(dict(section=section, key=key, what=what, ours=ours, other=other, unit=unit, ratio=ratio, goal=goal,
+                     load_1min=_load()[0], facts=facts, text=text))
 
 def peak_rss_mib() -> float:
     "Peak resident memory of this process so far, in MiB (Linux reports KiB, macOS bytes)."
@@ -139,8 +154,10 @@ def bench_loader(p, quick):
     t_load, t_train = side_by_side(load, train, rounds)
     load_ps, train_ps = n_batches * p.batch_size / t_load, n_steps * p.batch_size / t_train
     sec = f'data ({p.name} preset, exp 7, CPU)'
-    row(sec, f'loader vs G+S+D step, patches/s (batch {p.batch_size}, workers {p.num_workers})',
-        f'{load_ps:,.0f}', f'{train_ps:,.1f}', load_ps / train_ps, '>= 20x')
+    row(sec, 'loader_vs_step', f'loader vs G+S+D step, patches/s (batch {p.batch_size}, workers {p.num_workers})',
+        load_ps, 'patches/s', train_ps, load_ps / train_ps, '>= 20x', show=lambda v: f'{v:,.0f}' if v >= 100 else f'{v:,.1f}',
+        preset=p.name, exp=7, batch=p.batch_size, workers=p.num_workers, loader_batches=n_batches, step_batches=n_steps,
+        rounds=rounds, threads=torch.get_num_threads())
     return splits, ds
 
 def _torchio_patches(image, label, size, stride):
@@ -160,23 +177,27 @@ def bench_extract(image, label, p, quick, what):
     t_ours, (starts, _) = timed(lambda: extract_patches(image, label, s, st), 1 if quick else 3)
     try: t_tio, tio_starts = timed(lambda: _torchio_patches(image, label, s, st), 1)   # one pass: seconds already
     except ImportError:
-        row('patches', f'foreground patches of {what}', 'torchio not installed', '', None, '>= 5x'); return starts
+        row('patches', 'extract_vs_torchio', f'foreground patches of {what}', None, 's', goal='>= 5x',
+            note='torchio not installed'); return starts
     on_grid = tio_starts[(tio_starts % st == 0).all(1) & (tio_starts < np.array(image.shape)).all(1)]
     same = {tuple(r) for r in on_grid.tolist()} == {tuple(r) for r in starts.tolist()}
-    row('patches', f'foreground patches of {what} {image.shape}, size {s} stride {st}: ours vs TorchIO GridSampler '
+    row('patches', 'extract_vs_torchio', f'foreground patches of {what} {image.shape}, size {s} stride {st}: ours vs TorchIO GridSampler '
         f'+ filter, s ({len(starts)} vs {len(tio_starts)} patches, same set on our grid: {same})',
-        f'{t_ours:.3f}', f'{t_tio:.2f}', t_tio / t_ours, '>= 5x')
+        t_ours, 's', t_tio, t_tio / t_ours, '>= 5x', show=lambda v: f'{v:.3f}' if v < 1 else f'{v:.2f}',
+        volume=what, shape=list(image.shape), patch=s, stride=st, patches=len(starts), torchio_patches=len(tio_starts),
+        same_set=same, rounds_ours=1 if quick else 3, rounds_torchio=1)
     return starts
 
-def bench_memory(rows, size, what, volumes=None):
+def bench_memory(rows, size, what, key, volumes=None):
     "Bytes of the patch index (N, 4) int64 (and the volumes it points into) vs the patches materialised (float32 + uint8)."
     index, patches = rows.nbytes, len(rows) * size ** 3 * (4 + 1)
-    row('memory', f'{what}: {len(rows):,} patches, index vs materialised patches', _size(index), _size(patches),
-        patches / max(index, 1), '')
+    row('memory', f'memory_index_{key}', f'{what}: {len(rows):,} patches, index vs materialised patches', index, 'B', patches,
+        patches / max(index, 1), show=_size, of=what, patches=len(rows), patch=size)
     if volumes:
         held = index + sum(v.nbytes for v in volumes)
-        row('memory', f'{what}: index + the normalized volumes PatchDataset holds vs materialised patches', _size(held),
-            _size(patches), patches / held, '')
+        row('memory', f'memory_index_volumes_{key}', f'{what}: index + the normalized volumes PatchDataset holds vs '
+            'materialised patches', held, 'B', patches, patches / held, show=_size, of=what, patches=len(rows), patch=size,
+            volumes=len(volumes))
 
 def _size(n: int) -> str:
     for unit in ('B', 'KiB', 'MiB', 'GiB'):
@@ -190,6 +211,7 @@ def bench_inference(p, subject, quick, dev):
     x = normalize_input(subject.image, subject.mask, 'max')
     def seg_only(v): return S(F.relu(G(v)))
     def seg_and_g(v): xh = F.relu(G(v)); return torch.cat([S(xh), xh], 1)
+    rounds = 1 if quick else 4
     for name, predictor, with_g in (('the segmentation only', seg_only, False), ("the segmentation and G's output", seg_and_g, True)):
         got = {}
         def run_ours(): got['ours'] = predict_volume(S, x, G, roi=p.patch, overlap=p.eval_overlap, batch_size=p.batch_size,
@@ -199,13 +221,18 @@ def bench_inference(p, subject, quick, dev):
             out = sliding_window_inference(torch.from_numpy(x)[None, None], p.patch, p.batch_size, predictor,
                                            overlap=p.eval_overlap, mode='gaussian', sw_device=dev, device='cpu')[0]
             got['monai'] = out[:4].argmax(0).numpy().astype(np.uint8), out[4:].numpy()   # the same outputs as ours
-        t_ours, t_monai = side_by_side(run_ours, run_monai, 1 if quick else 4, dev)
+        t_ours, t_monai = side_by_side(run_ours, run_monai, rounds, dev)
         (labels, g_out), (our_labels, our_g) = got['monai'], got['ours']
-        agree = f'labels agree on {(labels == our_labels).mean():.4%} of voxels'
-        if with_g: agree += f', G output max abs diff {np.abs(g_out[0] - our_g).max():.1e}'
-        row('inference', f'whole volume {x.shape} ({p.name} G+S, roi {p.patch}, overlap {p.eval_overlap}, batch '
+        same_labels = float((labels == our_labels).mean())
+        g_diff = float(np.abs(g_out[0] - our_g).max()) if with_g else None
+        agree = f'labels agree on {same_labels:.4%} of voxels'
+        if with_g: agree += f', G output max abs diff {g_diff:.1e}'
+        row('inference', 'inference_seg_and_g' if with_g else 'inference_seg_only',
+            f'whole volume {x.shape} ({p.name} G+S, roi {p.patch}, overlap {p.eval_overlap}, batch '
             f'{p.batch_size}, {dev.type}), s: predict_volume(normalized={with_g}) vs MONAI sliding_window_inference '
-            f'stitching {name} ({agree})', f'{t_ours:.2f}', f'{t_monai:.2f}', t_monai / t_ours, '>= 1.0x, same output')
+            f'stitching {name} ({agree})', t_ours, 's', t_monai, t_monai / t_ours, '>= 1.0x, same output',
+            shape=list(x.shape), preset=p.name, roi=p.patch, overlap=p.eval_overlap, batch=p.batch_size, device=dev.type,
+            normalized=with_g, labels_agree=same_labels, g_max_abs_diff=g_diff, rounds_each=rounds, alternating=True)
 
 def bench_train_steps(presets, quick, dev, budget_s=30.0):
     "G+S+D steps/s of each preset's networks on random patches; a preset whose first step eats the budget is skipped."
@@ -227,9 +254,17 @@ def bench_train_steps(presets, quick, dev, budget_s=30.0):
         ps = batch / secs
         if dev.type == 'cuda': label += f', peak {torch.cuda.max_memory_allocated(dev) / 2**30:.1f} GiB'
         ref = dev.type == 'cuda' and name == 'paper'
-        rate = tflops_text(step_flops(p, 7, batch)['total'], 1 / secs, dev, conv_dtype(p.amp, dev))
-        row('training step', f'{label}: G+S+D patches/s ({n or 1} timed steps; {rate})' + (' vs the paper (2x RTX 2080 Ti)' if ref else ''),
-            f'{ps:,.2f}', f'{PAPER_PATCHES_PER_S:.1f}' if ref else '', ps / PAPER_PATCHES_PER_S if ref else None, '')
+        dtype = conv_dtype(p.amp, dev)
+        rate = tflops_text(step_flops(p, 7, batch)['total'], 1 / secs, dev, dtype)
+        tf, pct, dtype = percent_of_peak(step_flops(p, 7, batch)['total'], 1 / secs, dev, dtype)
+        key = f'step_{name}_b{batch}_{dev.type}' + ('' if dev.type == 'cpu' else f"_{p.amp}_{'det' if deterministic else 'autotuned'}")
+        row('training step', key, f'{label}: G+S+D patches/s ({f"{n} timed steps" if n else "its first step only: over the time budget"}; {rate})' + (' vs the paper (2x RTX 2080 Ti)' if ref else ''),
+            ps, 'patches/s', PAPER_PATCHES_PER_S if ref else None, ps / PAPER_PATCHES_PER_S if ref else None,
+            show=lambda v: f'{v:,.2f}' if v >= 1 or not ref else f'{v:.1f}', preset=name, g_widths=list(p.g_widths),
+            s_widths=list(p.s_widths), d_width=p.d_width, batch=batch, amp=p.amp, device=dev.type, timed_steps=n,
+            first_step_s=first, secs_per_step=secs, tflops=tf, percent_of_peak=pct, peak_dtype=dtype,
+            deterministic=deterministic if dev.type == 'cuda' else None, threads=torch.get_num_threads(),
+            peak_gib=torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == 'cuda' else None)
         del step
 
 def conv_dtype(amp: str, dev) -> str:
@@ -250,26 +285,70 @@ def tflops_text(flops: float, steps_per_s: float, dev, dtype: str) -> str:
     if dev.type != 'cuda': return f'{tf:.6f} TFLOP/s'
     return f'{tf:.2f} TFLOP/s, ' + (f'{pct:.1f} % of the {dtype} peak' if pct is not None else '% of peak unknown')
 
+def _load() -> list[float]:
+    "The 1, 5 and 15 minute load averages (empty where the system has none)."
+    return [round(v, 2) for v in os.getloadavg()] if hasattr(os, 'getloadavg') else []
+
+def cpu_model() -> str:
+    "The CPU's model name (Linux: /proc/cpuinfo), else what platform knows."
+    try: return next(l.split(':', 1)[1].strip() for l in Path('/proc/cpuinfo').read_text().splitlines() if l.startswith('model name'))
+    except (OSError, StopIteration): return platform.processor() or platform.machine()
+
+def machine_facts() -> dict:
+    "What the timings depend on besides the code: CPU, cores, torch and its threads, the OpenMP settings, the GPU."
+    return dict(cpu_model=cpu_model(), arch=platform.machine(), cores=os.cpu_count(), python=platform.python_version(),
+                torch=torch.__version__, threads=torch.get_num_threads(), interop_threads=torch.get_num_interop_threads(),
+                omp_num_threads=os.environ.get('OMP_NUM_THREADS', 'unset'),
+                omp_wait_policy=os.environ.get('OMP_WAIT_POLICY', 'unset'),
+                gpu=torch.cuda.get_device_name() if torch.cuda.is_available() else None)
+
+def git_facts() -> dict:
+    "The commit the run measured, and the files of the measured code (advnorm/, benchmarks/*.py) that differed from it."
+    def git(*a):
+        try: return subprocess.run(['git', *a], cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True,
+                                   timeout=30).stdout.rstrip()
+        except (OSError, subprocess.SubprocessError): return ''
+    changed = [l[3:] for l in git('status', '--porcelain', '--untracked-files=no', '--', 'advnorm', 'benchmarks/*.py').splitlines()]
+    return dict(commit=git('rev-parse', 'HEAD') or None, dirty=bool(changed), changed=changed)
+
 def machine() -> str:
-    load = ', '.join(f'{v:.1f}' for v in os.getloadavg()) if hasattr(os, 'getloadavg') else '?'
-    return (f'{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} with '
-            f'{torch.get_num_threads()} threads, load average at start {load}'
-            + (f', GPU {torch.cuda.get_device_name()}' if torch.cuda.is_available() else ''))
+    f = machine_facts(); load = ', '.join(f'{v:.1f}' for v in _load()) or '?'
+    return (f"{f['cpu_model']} ({f['arch']}), {f['cores']} CPUs, torch {f['torch']} with {f['threads']} threads, "
+            f"OMP_WAIT_POLICY {f['omp_wait_policy']}, load average at start {load}" + (f", GPU {f['gpu']}" if f['gpu'] else ''))
+
+def _now() -> str: return datetime.datetime.now().astimezone().isoformat(timespec='seconds')
+
+class Record:
+    "The run's record (--json): its command, machine, commit and load before; `save` adds the figures and the load after."
+    def __init__(self, path, mode: str, argv: list[str]):
+        self.path, self.t0 = (Path(path) if path else None), time.time()
+        self.head = dict(record='benchmarks/run.py', mode=mode, command=' '.join(['python benchmarks/run.py', *argv]),
+                         started=_now(), date=datetime.date.today().isoformat(), machine=machine_facts(), git=git_facts(),
+                         load_before=_load())
+    def save(self, body: dict, complete: bool = True) -> dict:
+        out = self.head | dict(finished=_now(), seconds=round(time.time() - self.t0, 1), load_after=_load(), complete=complete) | body
+        if self.path:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(self.path.name + '.tmp'); tmp.write_text(json.dumps(out, indent=1, default=str) + '\n')
+            tmp.replace(self.path)
+        return out
 
 def print_table():
     head = ('section', 'measurement', 'ours', 'other', 'ratio', 'goal')
     print('| ' + ' | '.join(head) + ' |\n|' + '---|' * len(head))
-    for r in ROWS: print('| ' + ' | '.join(r) + ' |')
+    for r in ROWS: print('| ' + ' | '.join((r['section'], r['what'], r['text']['ours'], r['text']['other'], r['text']['ratio'], r['goal'])) + ' |')
 
 # the paper preset's step on a GPU: (preset, batch, amp, deterministic)
 GPU_STEPS = [('paper', 16, amp, det) for det in (True, False) for amp in ('off', 'fp16', 'bf16')]
 
-def bench_gpu(p, quick, dev, t0):
+def bench_gpu(p, quick, dev, t0, rec=None):
     "The GPU sections alone: whole-volume inference and the paper preset's step (AMP off/fp16/bf16, deterministic or not)."
     splits = load_experiment_data(get_experiment(7), p)
     bench_inference(p, next(s for s in splits.subjects if s.domain == 'MRBrainS'), quick, dev)
+    if rec: rec.save(dict(quick=quick, sections_done=['inference'], rows=ROWS), complete=False)
     bench_train_steps(GPU_STEPS + [('paper', 64, 'bf16', False)], quick, dev, budget_s=120)
     print_table(); print(f'\n{len(ROWS)} rows in {time.time() - t0:.0f} s')
+    return rec.save(dict(quick=quick, sections_done=['inference', 'training step'], rows=ROWS)) if rec else None
 
 # --- the step's throughput by width and thread count, on this CPU -------------------------------------------------
 STEP_WIDTHS = [((8, 16, 32), 8), ((16, 32, 64), 16)]   # (G and S widths, D width): the quick preset's, then twice as wide
@@ -509,8 +588,9 @@ def main(argv=None):
     ap.add_argument('--step-throughput', action='store_true',
                     help="only the patches/s of exp 7's training step on the CPU, G and S widths (8, 16, 32) and (16, 32, 64), 1 and 2 threads")
     ap.add_argument('--steps', type=int, default=None, help='with --step-throughput: timed steps per setting (default 3; 1 with --quick)')
-    ap.add_argument('--json', default=None, help='also write the results to this JSON file')
-    a = ap.parse_args(argv)
+    ap.add_argument('--json', default=None, help="also write the run's record (figures, machine, load, commit) to this JSON file")
+    args = sys.argv[1:] if argv is None else list(argv)
+    a = ap.parse_args(args)
     if a.step_throughput and a.device not in ('auto', 'cpu'): ap.error(f'--step-throughput runs on the CPU (threads); got --device {a.device}')
     t0, dev = time.time(), get_device(a.device)
     print(f'machine: {machine()}', flush=True)
@@ -522,37 +602,47 @@ def main(argv=None):
         if a.levers or a.gpu_only: ap.error('--step-throughput is a mode of its own: not with --levers or --gpu-only')
         steps = a.steps if a.steps is not None else 1 if a.quick else 3
         if steps < 1: ap.error(f'--steps {steps}: expected at least 1')
-        out = bench_step_throughput(a.quick, steps, a.budget or 60) | dict(machine=machine())
-        if a.json: Path(a.json).write_text(json.dumps(out, indent=1))
+        rec = Record(a.json, 'step-throughput', args)
+        out = rec.save(bench_step_throughput(a.quick, steps, a.budget or 60) | dict(quick=a.quick, steps_asked=steps, budget_s=a.budget or 60))
         print(f'\nstep throughput in {time.time() - t0:.0f} s' + (' (--quick: 16³ patches, batch 4, figures not meaningful)' if a.quick else ''))
         return out
     if a.levers:
-        out = bench_levers(a.quick, dev, a.budget or (120 if a.quick else 240), not a.no_compile, a.profile, t0)
-        out['machine'] = machine()
-        if a.json: Path(a.json).write_text(json.dumps(out, indent=1, default=str))
+        rec = Record(a.json, 'levers', args)
+        out = rec.save(bench_levers(a.quick, dev, a.budget or (120 if a.quick else 240), not a.no_compile, a.profile, t0) | dict(quick=a.quick))
         print(f'\nlevers section in {time.time() - t0:.0f} s' + (' (--quick: smoke widths, figures not meaningful)' if a.quick else ''))
         return out
     p = get_preset('smoke' if a.quick else 'quick')
-    if a.gpu_only: return bench_gpu(p, a.quick, dev, t0)
+    rec = Record(a.json, 'gpu-only' if a.gpu_only else 'default', args)
+    if a.gpu_only: return bench_gpu(p, a.quick, dev, t0, rec)
+    done = []
+    def section(name):   # the record so far, rewritten after each section: a run cut short keeps what it measured
+        done.append(name); rec.save(dict(quick=a.quick, preset=p.name, sections_done=done, rows=ROWS), complete=False)
+    def rss(key, what): row('memory', key, what, peak_rss_mib(), 'MiB', show=lambda v: f'{v:,.0f} MiB')
     splits, ds = bench_loader(p, a.quick)
-    row('memory', 'peak RSS after the loader section', f'{peak_rss_mib():,.0f} MiB')
-    bench_memory(ds.rows, p.patch, f'{p.name} preset exp 7 training split', list(ds.images.values()))
+    rss('rss_after_loader', 'peak RSS after the loader section')
+    bench_memory(ds.rows, p.patch, f'{p.name} preset exp 7 training split', 'training_split', list(ds.images.values()))
+    section('data')
     if a.quick: image, label, what = splits.subjects[0].image, splits.subjects[0].label, f'one {p.spacing_mm:g} mm volume'
     else: (image, label, _), what = make_subject('iSEG', 1, 0, voxel_mm=1.0), 'one 1 mm volume'
     starts = bench_extract(image, label, p, a.quick, what)
-    bench_memory(np.column_stack([np.zeros(len(starts), np.int64), starts]), p.patch, what)
+    bench_memory(np.column_stack([np.zeros(len(starts), np.int64), starts]), p.patch, what, 'volume')
     del image, label
-    row('memory', 'peak RSS after the patch sections', f'{peak_rss_mib():,.0f} MiB')
+    rss('rss_after_patches', 'peak RSS after the patch sections')
+    section('patches')
     test = next(s for s in splits.subjects if s.domain == 'MRBrainS')
     bench_inference(p, test, a.quick, dev)
-    row('memory', 'peak RSS after inference', f'{peak_rss_mib():,.0f} MiB')
+    rss('rss_after_inference', 'peak RSS after inference')
+    section('inference')
     presets = [('smoke', 4, None), ('quick', 8, None)] + ([] if a.quick else [('paper', 2, None)])
     bench_train_steps(presets, a.quick, torch.device('cpu'))
     if dev.type == 'cuda':
         bench_train_steps(GPU_STEPS, a.quick, dev, budget_s=120)
-    row('memory', 'peak RSS of the whole run', f'{peak_rss_mib():,.0f} MiB')
+    rss('rss_total', 'peak RSS of the whole run')
     print_table()
-    if a.json: Path(a.json).write_text(json.dumps(dict(machine=machine(), rows=ROWS), indent=1))
+    done.append('training step')
+    out = rec.save(dict(quick=a.quick, preset=p.name, sections_done=done, rows=ROWS))
+    print(f"\nload average before {', '.join(map(str, out['load_before']))}, after {', '.join(map(str, out['load_after']))}")
     print(f'\n{len(ROWS)} rows in {time.time() - t0:.0f} s' + (' (--quick: tiny sizes, figures not meaningful)' if a.quick else ''))
+    return out
 
 if __name__ == '__main__': main()

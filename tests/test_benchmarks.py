@@ -9,9 +9,10 @@ pytestmark = pytest.mark.slow   # the benchmarks time training steps and train a
 
 ROOT = Path(__file__).resolve().parent.parent
 
-def test_benchmark_quick_prints_the_table():
-    r = subprocess.run([sys.executable, str(ROOT/'benchmarks'/'run.py'), '--quick', '--device', 'cpu'], capture_output=True,
-                       text=True, timeout=600, env={**os.environ, 'OMP_NUM_THREADS': '2'})
+def test_benchmark_quick_prints_the_table(tmp_path):
+    rec = tmp_path/'record.json'
+    r = subprocess.run([sys.executable, str(ROOT/'benchmarks'/'run.py'), '--quick', '--device', 'cpu', '--json', str(rec)],
+                       capture_output=True, text=True, timeout=600, env={**os.environ, 'OMP_NUM_THREADS': '2'})
     assert r.returncode == 0, r.stderr[-3000:]
     rows = [l for l in r.stdout.splitlines() if l.startswith('| ') and not l.startswith('| section')]
     sections = {l.split(' | ')[0][2:] for l in rows}
@@ -22,6 +23,17 @@ def test_benchmark_quick_prints_the_table():
     assert 'same set on our grid: True' in r.stdout and 'labels agree on 100.0000% of voxels' in r.stdout, r.stdout
     steps = [l for l in rows if l.startswith('| training step')]
     assert len(steps) == 2 and all(float(re.search(r'; ([\d.]+) TFLOP/s\)', l)[1]) > 0 for l in steps), steps
+    js = json.loads(rec.read_text())   # the record: the same rows as numbers, the machine, the load, the commit
+    assert js['mode'] == 'default' and js['quick'] and js['complete'] and js['git']['commit'], js
+    assert js['sections_done'] == ['data', 'patches', 'inference', 'training step'], js['sections_done']
+    assert {'cpu_model', 'cores', 'torch', 'threads', 'omp_num_threads', 'omp_wait_policy'} <= set(js['machine']), js['machine']
+    assert len(js['load_before']) == len(js['load_after']) == 3 and js['date'] and js['started'] <= js['finished']
+    assert [x['text']['ours'] for x in js['rows']] == [l.split(' | ')[2] for l in rows]
+    keys = {x['key']: x for x in js['rows']}
+    assert {'loader_vs_step', 'extract_vs_torchio', 'inference_seg_only', 'inference_seg_and_g', 'rss_total'} <= set(keys), list(keys)
+    assert all(isinstance(x['ours'], (int, float)) and x['ours'] > 0 and x['unit'] for x in js['rows']), js['rows']
+    x = keys['loader_vs_step']; assert abs(x['ratio'] - x['ours'] / x['other']) < 1e-9 and x['unit'] == 'patches/s'
+    assert keys['inference_seg_and_g']['facts']['labels_agree'] == 1.0
 
 def test_gpu_speed_script_quick_on_cpu(tmp_path):
     "gpu_speed.sh with QUICK=1 DEVICE=cpu: every lever has its row (timed, 'needs CUDA' or skipped), a profile, one epoch."
