@@ -5,7 +5,7 @@
 # %% ../nbs/05_experiments.ipynb #50ca7ae2
 from __future__ import annotations
 import math
-from dataclasses import dataclass, field, asdict, replace
+from dataclasses import dataclass, asdict, replace
 import numpy as np
 
 # %% auto #0

@@ -8,11 +8,10 @@ import json, tempfile, time
 from dataclasses import replace
 from pathlib import Path
 import numpy as np
-import matplotlib.pyplot as plt
 
 import advnorm
-from .core import get_device, git_commit, file_sha256
-from .data import LABELS, load_domains, load_nifti_domain, normalize_input, input_normalizer, zscore
+from .core import git_commit, file_sha256
+from .data import load_domains, load_nifti_domain, normalize_input, input_normalizer
 from .synthetic import (DOMAINS, DomainProfile, load_templates, warp_subject, subject_anatomy, tissue_labels,
                                simulate_image)
 from .benchmark import WRITERS

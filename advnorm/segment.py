@@ -4,7 +4,7 @@
 
 # %% ../nbs/16_segment.ipynb #a1df4421
 from __future__ import annotations
-import argparse, base64, io, os, sys, tempfile, time
+import argparse, base64, io, os, sys
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 import advnorm
 from .core import get_device, load_checkpoint, progress_bar, widget_frontend, temporary_beside
 from .data import read_volume, resample, voxel_size, normalize_input, input_normalizer, check_image
-from .experiments import Experiment, Preset, get_experiment
+from .experiments import Experiment, Preset
 from .sites import experiment_from_config
 from .train import build_networks
 from .evaluate import predict_volume, SEG_CMAP

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 import numpy as np
 from scipy import stats
-from .core import runs_dir, project_root, home_dir, config_digest, relative_paths, as_json
+from .core import runs_dir, home_dir, config_digest, relative_paths, as_json
 from .experiments import EXPERIMENTS, get_experiment, get_preset
 from .benchmark import benchmark_dir
 from .sites import as_experiment

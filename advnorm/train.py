@@ -236,7 +236,7 @@ def start_run(e: Experiment, p: Preset,  # the resolved experiment and preset
     autocast, use_scaler = make_autocast(p.amp, dev)
     d_fn, g_adv, use_gp = get_adv_loss(p.adv_loss)
     if p.d_class_weights is not None: d_fn = partial(d_fn, class_weights=p.d_class_weights)
-    if use_gp and world > 1: raise ValueError(f"adv_loss='wgan-gp' is not supported under DDP (its double backward bypasses the gradient all-reduce)")
+    if use_gp and world > 1: raise ValueError("adv_loss='wgan-gp' is not supported under DDP (its double backward bypasses the gradient all-reduce)")
     pools = [ImagePool(p.pool_size, seed=(1009 * seed + 2 * rank + k) % 2**63) for k in (0, 1)] if p.pool_size else []   # real, generated
     r = Run(e, p, out, rd, nets, opts, scheds, torch.amp.GradScaler('cuda') if use_scaler else None, pools,
             ck['config'] if ck else run_config(ident, e, p, rd, dev, world, deterministic),   # a resumed run keeps its config
