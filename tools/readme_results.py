@@ -29,7 +29,8 @@ def results_text() -> str:
                f"{len(cal01)} calibration runs (rows 1–4, seeds 0 and 1, both splits) meet the targets (in-domain ≥ 0.80, across "
                f"domains ≤ 0.60 mean Dice)" + (f"; of the runs made after, {', '.join(f'exp {e} seed {s} ({sp} split, {v:.3f})' for sp, e, s, v in miss)} miss them."
                                               if miss else '.'))
-    n = {sp: min(len(seed_scores(res[sp], e)) for e in (5, 6, 7)) for sp in SPLITS}
+    ns = {sp: sorted(len(seed_scores(res[sp], e)) for e in (5, 6, 7)) for sp in SPLITS}
+    n = {sp: f'{v[0]}' if v[0] == v[-1] else f'{v[0]}–{v[-1]}' for sp, v in ns.items()}   # each row over its own seeds
     rows = '; '.join(f"{sp} split ({n[sp]} seeds): " + ', '.join(f"exp {e} {_msd(list(seed_scores(res[sp], e).values()))}" for e in (5, 6, 7))
                      for sp in SPLITS)
     out.append(f"Rows 5–7, mean Dice over CSF / GM / WM on test patches, mean ± sd over seeds — {rows}. On paired seeds "
