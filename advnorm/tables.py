@@ -12,11 +12,12 @@ from .core import runs_dir, home_dir, config_digest, relative_paths, as_json
 from .experiments import EXPERIMENTS, get_experiment, get_preset
 from .benchmark import benchmark_dir
 from .sites import as_experiment
+from .patches import SPLITS   # the splits a table is drawn on: those of the data layer
 from .train import resolve_preset
 from .runner import run_name, run_experiment
 
 # %% auto #0
-__all__ = ['PAPER_TABLE1', 'PAPER_TABLE2', 'PAIRS', 'ORDERINGS', 'VARIANT_RUNS', 'RECORD_FIELDS', 'PROVENANCE_FIELDS', 'SPLITS',
+__all__ = ['PAPER_TABLE1', 'PAPER_TABLE2', 'PAIRS', 'ORDERINGS', 'VARIANT_RUNS', 'RECORD_FIELDS', 'PROVENANCE_FIELDS',
            'TABLE1_TARGET_SEEDS', 'TABLE1_SEEDS', 'NOISE_RUNS', 'run_dir_for', 'results_dir', 'archive_run', 'sweep',
            'table1', 'table2', 'seed_scores', 'paired', 'paired_table', 'noise_floor', 'noise_table', 'plot_paired',
            'paper_ordering', 'lambda_variants', 'budget_variants', 'severity_variants', 'sweep_variants',
@@ -440,7 +441,6 @@ def check_record(folder,  # a kept record: the folder of one run's results.json 
         if (pv.get('trained') or {}).get('threads') != c.get('threads'): bad.append(f'{where}: threads differ in provenance and config.json')
     return bad
 
-SPLITS = ('patch', 'subject')
 TABLE1_TARGET_SEEDS = 10   # rows 5-7 differ by little: 10 paired seeds per split (rows 1-4: 3, their gap is not in doubt)
 TABLE1_SEEDS = {           # the seeds recorded so far, per split and row: rows 5-7 grow towards the target as runs land
     'patch': {1: range(3), 2: range(3), 3: range(3), 4: range(3), 5: range(9), 6: range(8), 7: (0, 1, 2, 3, 4, 5, 7)},
