@@ -21,10 +21,10 @@ from .evaluate import load_run, predict_volume, dice_per_class
 from .realism import intensity_gain, ssim_in_mask
 
 # %% auto #0
-__all__ = ['ACQUISITION_FIELDS', 'TRAVELLERS', 'UNSEEN_PROFILES', 'UNSEEN_SUBJECTS', 'through_profile', 'travelling_subject',
-           'write_travelling', 'read_travelling', 'image_agreement', 'tissue_volumes', 'volume_difference',
-           'travelling_scores', 'unseen_subject', 'write_unseen', 'unseen_scores', 'harmonization_record',
-           'load_harmonization', 'harmonization_table']
+__all__ = ['ACQUISITION_FIELDS', 'TRAVELLERS', 'IMAGE_AGREEMENT_VERSION', 'UNSEEN_PROFILES', 'UNSEEN_SUBJECTS', 'through_profile',
+           'travelling_subject', 'write_travelling', 'read_travelling', 'image_agreement', 'tissue_volumes',
+           'volume_difference', 'travelling_scores', 'unseen_subject', 'write_unseen', 'unseen_scores',
+           'harmonization_record', 'load_harmonization', 'harmonization_table']
 
 # %% ../nbs/18_harmonize.ipynb #e75994c2
 ACQUISITION_FIELDS = ('means', 'wm_periph', 'myelin_mm', 'noise', 'rician', 'slice_mm', 'bias', 'head', 'scale')
@@ -81,16 +81,17 @@ def read_travelling(root: Path,      # what `write_travelling` wrote
     return out
 
 # %% ../nbs/18_harmonize.ipynb #1a8424e1
+IMAGE_AGREEMENT_VERSION = 2   # 2: on the 1-99 % range of the brain (1 divided by the brain's mean: meaningless for z-scores)
+
 def image_agreement(a: np.ndarray, b: np.ndarray,  # two normalized views of one subject
                     mask: np.ndarray,              # its brain
                    ) -> dict:
-    "SSIM in the brain and the relative mean absolute difference after matching `b`'s gain to `a`'s: {'ssim', 'mad'}."
+    "SSIM in the brain and the mean absolute difference, in units of `a`'s 1-99 % range in the brain, after matching `b`'s gain: {'ssim', 'mad'}."
     g = intensity_gain(a[mask], b[mask])
     if not np.isfinite(g): return {'ssim': float('nan'), 'mad': float('nan')}
-    b = b * g
-    hi = float(np.percentile(a[mask], 99.5)) or 1.0   # SSIM on a common [0, 1]-like range
-    return {'ssim': ssim_in_mask(a / hi, b / hi, mask, data_range=float(max(a.max(), b.max()) / hi)),
-            'mad': float(np.abs(a - b)[mask].mean() / max(abs(float(a[mask].mean())), 1e-6))}
+    lo, hi = np.percentile(a[mask], [1, 99])          # `a`'s range in the brain: any normalization (z-scores too)
+    a, b = (a - lo) / max(hi - lo, 1e-6), (b * g - lo) / max(hi - lo, 1e-6)   # on that common scale, b's gain matched
+    return {'ssim': ssim_in_mask(a, b, mask, data_range=1.0), 'mad': float(np.abs(a - b)[mask].mean())}
 
 def tissue_volumes(label: np.ndarray,  # a segmentation (0..3)
                    spacing,            # voxel size (mm) per axis
@@ -195,7 +196,7 @@ def harmonization_record(run_dir,          # a trained run (its best.pt or check
     order = [tuple(x) for x in json.loads((work/'travel'/'travellers.json').read_text())]
     views = read_travelling(work/'travel', p.spacing_mm)
     G, S = nets.get('G'), nets['S']
-    rec = {'run': run_dir.name, 'exp': e.exp, 'input_norm': e.input_norm, 'has_G': G is not None, 'seed': cfg['seed'],
+    rec = {'run': run_dir.name, 'exp': e.exp, 'image_agreement_version': IMAGE_AGREEMENT_VERSION, 'input_norm': e.input_norm, 'has_G': G is not None, 'seed': cfg['seed'],
            'split': cfg['split'], 'checkpoint': st['file'], 'checkpoint_sha256': file_sha256(run_dir/st['file']),
            'travelling': travelling_scores(views, norm, S, G, p, device, order),
            'unseen_dice': unseen_scores(work/'unseen', p.spacing_mm, norm, S, G, p, device),
@@ -221,12 +222,14 @@ def harmonization_table(recs: list[dict],  # harmonization records (`load_harmon
     for exp in sorted({r['exp'] for r in recs}, key=str):
         rs = [r for r in recs if r['exp'] == exp]; tr = [t for r in rs for t in r['travelling']]
         m = lambda f: float(np.nanmean([f(t) for t in tr]))
+        if any(r.get('image_agreement_version', 1) < IMAGE_AGREEMENT_VERSION for r in rs): m_img = lambda f: float('nan')   # an older scale: to score again
+        else: m_img = m
         vol = np.nanmean([t['volume_diff_pct'] for t in tr], 0)
         unseen = [f"{np.mean([np.nanmean(r['unseen_dice'][s]) for r in rs]):.3f}" for s in UNSEEN_PROFILES]
         own = [np.nanmean(r['in_domain_volume_dice']['mean']) for r in rs if r.get('in_domain_volume_dice')]
         own_s = f'{np.mean(own):.3f}' if own else '—'
-        rows.append(f"| {exp} | {len(rs)} | {m(lambda t: t['input']['ssim']):.3f} | {m(lambda t: t['input']['mad']):.3f} | "
-                    f"{m(lambda t: t['normalized']['ssim']):.3f} | {m(lambda t: t['normalized']['mad']):.3f} | "
+        rows.append(f"| {exp} | {len(rs)} | {m_img(lambda t: t['input']['ssim']):.3f} | {m_img(lambda t: t['input']['mad']):.3f} | "
+                    f"{m_img(lambda t: t['normalized']['ssim']):.3f} | {m_img(lambda t: t['normalized']['mad']):.3f} | "
                     f"{m(lambda t: np.nanmean(t['seg_dice'])):.3f} | {' / '.join(f'{v:.1f}' for v in vol)} | "
                     + ' | '.join(unseen) + f' | {own_s} |')
     return '\n'.join(rows)
