@@ -27,6 +27,13 @@ __all__ = ['ACQUISITION_FIELDS', 'TRAVELLERS', 'IMAGE_AGREEMENT_VERSION', 'UNSEE
            'harmonization_record', 'load_harmonization', 'harmonization_table']
 
 # %% ../nbs/18_harmonize.ipynb #e75994c2
+def _draw(anatomy: DomainProfile, imaging: DomainProfile, rng: np.random.Generator, voxel_mm: float):
+    "A subject drawn as `make_subject` draws one: `anatomy`'s brain from `rng`, then imaged with `imaging`."
+    tpl = load_templates(voxel_mm)
+    prior, mask = subject_anatomy(*warp_subject(tpl, rng, voxel_mm, anatomy.size, anatomy.aspect), anatomy, voxel_mm)
+    label = tissue_labels(prior, mask)
+    return simulate_image(prior, mask, label, rng, imaging, voxel_mm), label, np.array(tpl['affine'])
+
 ACQUISITION_FIELDS = ('means', 'wm_periph', 'myelin_mm', 'noise', 'rician', 'slice_mm', 'bias', 'head', 'scale')
 TRAVELLERS = (101, 102, 103)   # subject numbers outside every benchmark split (they hold 1..10 and 1..5)
 
@@ -45,11 +52,8 @@ def travelling_subject(domain: str,    # the subject's own domain (its anatomy):
     "Image, labels and affine of subject `n` of `domain` (its anatomy) imaged through `through`'s scanner."
     own = DOMAINS[domain]
     scanner = DOMAINS[through] if isinstance(through, str) else through
-    tpl = load_templates(voxel_mm)
     rng = np.random.default_rng([seed, list(DOMAINS).index(domain), n])   # as `make_subject`: the same anatomy
-    prior, mask = subject_anatomy(*warp_subject(tpl, rng, voxel_mm, own.size, own.aspect), own, voxel_mm)
-    label = tissue_labels(prior, mask)
-    return simulate_image(prior, mask, label, rng, through_profile(own, scanner), voxel_mm), label, np.array(tpl['affine'])
+    return _draw(own, through_profile(own, scanner), rng, voxel_mm)
 
 # %% ../nbs/18_harmonize.ipynb #f762c22e
 def write_travelling(root: Path,              # an empty folder
@@ -148,11 +152,7 @@ def unseen_subject(site: str,     # a key of `UNSEEN_PROFILES`
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     "Image, labels and affine of subject `n` of an unseen `site` (a key of `UNSEEN_PROFILES`): adult anatomy, the site's scanner."
     p = UNSEEN_PROFILES[site]
-    tpl = load_templates(voxel_mm)
-    rng = np.random.default_rng([seed, 1000 + list(UNSEEN_PROFILES).index(site), n])
-    prior, mask = subject_anatomy(*warp_subject(tpl, rng, voxel_mm, p.size, p.aspect), p, voxel_mm)
-    label = tissue_labels(prior, mask)
-    return simulate_image(prior, mask, label, rng, p, voxel_mm), label, np.array(tpl['affine'])
+    return _draw(p, p, np.random.default_rng([seed, 1000 + list(UNSEEN_PROFILES).index(site), n]), voxel_mm)
 
 def write_unseen(root: Path,                  # an empty folder
                  sites=tuple(UNSEEN_PROFILES),  # the unseen sites
