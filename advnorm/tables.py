@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 from .core import runs_dir, home_dir, config_digest, relative_paths, as_json
-from .experiments import EXPERIMENTS, get_experiment, get_preset
+from .experiments import EXPERIMENTS, JOURNAL_LAMBDAS, get_experiment, get_preset
 from .benchmark import benchmark_dir
 from .sites import as_experiment
 from .patches import SPLITS   # the splits a table is drawn on: those of the data layer
@@ -21,8 +21,8 @@ __all__ = ['PAPER_TABLE1', 'PAPER_TABLE2', 'PAIRS', 'ORDERINGS', 'VARIANT_RUNS',
            'TABLE1_TARGET_SEEDS', 'TABLE1_SEEDS', 'NOISE_RUNS', 'run_dir_for', 'results_dir', 'archive_run', 'sweep',
            'table1', 'table2', 'seed_scores', 'paired', 'paired_table', 'noise_floor', 'noise_table', 'plot_paired',
            'paper_ordering', 'lambda_variants', 'budget_variants', 'severity_variants', 'sweep_variants',
-           'variants_table', 'plot_lambda', 'realism_table', 'severity_table', 'plot_severity', 'check_record',
-           'expected_records', 'check_records']
+           'journal_variants', 'journal_lambda', 'variants_table', 'plot_lambda', 'realism_table', 'severity_table',
+           'plot_severity', 'check_record', 'expected_records', 'check_records']
 
 # %% ../nbs/15_tables.ipynb #f41e20fc
 PAPER_TABLE1 = {1: (0.906, 0.868, 0.863), 2: (0.813, 0.789, 0.839), 3: (0.401, 0.354, 0.519), 4: (0.293, 0.082, 0.563),
@@ -295,6 +295,26 @@ def sweep_variants(variants: dict = VARIANT_RUNS,  # {label: (experiment, preset
         r = sweep([exp], seeds, preset, split, data, root, run_missing, progress, overrides=ov or None, keep=keep)
         out[label] = {s: res for (_, s), res in r.items()}
     return out
+
+# %% ../nbs/15_tables.ipynb #9c58f32d
+def journal_variants(lambdas=JOURNAL_LAMBDAS,  # the values of λ (`lambda_adv`) of the journal objective
+                    ) -> dict:
+    "The journal objective at each λ, as variants {label: ('7-journal', overrides)}; λ always named, as `run_variants.py journal` runs it."
+    return {f'journal, λ={l:g}': ('7-journal', {'lambda_adv': float(l)}) for l in lambdas}
+
+def journal_lambda(root=None,                 # records folder; default `results_dir()`
+                   lambdas=JOURNAL_LAMBDAS,   # the λ of the sweep
+                   preset: str = 'quick', split: str = 'patch', seed: int = 0,   # the runs the choice is made on
+                  ) -> dict:
+    "{'lambda': the λ with the lowest validation Dice loss, 'val_dice_loss': {λ: loss}}; reads no test figure."
+    root, val = Path(root or results_dir()), {}
+    for label, (e, ov) in journal_variants(lambdas).items():
+        f = root/run_name(as_experiment(e), preset, split, seed, ov)/'results.json'
+        if not f.exists():
+            raise FileNotFoundError(f'journal_lambda: no record {f}; run: python tools/run_variants.py journal --seeds {seed} --split {split}')
+        val[ov['lambda_adv']] = json.loads(f.read_text())['best_val_dice_loss']
+    return {'lambda': min(val, key=val.get), 'val_dice_loss': val}
+
 
 # %% ../nbs/15_tables.ipynb #546f37f8
 def variants_table(vres: dict,  # `sweep_variants`' results: {label: {seed: results}}
