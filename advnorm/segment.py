@@ -4,12 +4,13 @@
 
 # %% ../nbs/16_segment.ipynb #a1df4421
 from __future__ import annotations
-import argparse, base64, io, os, sys
-from dataclasses import dataclass
+import argparse, base64, copy, io, os, sys, time
+from dataclasses import dataclass, replace
 from pathlib import Path
 import numpy as np
 import nibabel as nib
 import torch
+import torch.nn.functional as F
 from scipy import ndimage
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
@@ -23,12 +24,14 @@ from .train import build_networks
 from .evaluate import predict_volume, SEG_CMAP
 
 # %% auto #0
-__all__ = ['Segmenter', 'load_segmenter', 'segment_file', 'main', 'view_static', 'SliceViewer', 'view_run']
+__all__ = ['ADAPT', 'Segmenter', 'load_segmenter', 'model_input', 'segment_file', 'critic_prior', 'voxel_entropy',
+           'proportion_guard', 'adapt_parameters', 'adapt_generator', 'adapt_segmenter', 'main', 'view_static',
+           'SliceViewer', 'view_run']
 
 # %% ../nbs/16_segment.ipynb #6705817d
 @dataclass(eq=False)
 class Segmenter:
-    "G and S of a trained run, with the experiment and preset they were trained under."
+    "G and S of a trained run (and D, its critic, when it has one), with the experiment and preset they were trained under."
     exp: Experiment                # the Table 1 row: its `input_norm` says how to normalize the input
     preset: Preset                 # its `spacing_mm`, `patch` and `eval_overlap` say where and how to run S
     S: torch.nn.Module             # the segmenter
@@ -36,10 +39,11 @@ class Segmenter:
     device: torch.device
     path: Path                     # the checkpoint file
     norm: object = 'max'           # what `normalize_input` takes: a name, or Nyúl's fitted standardizer
+    D: torch.nn.Module | None = None  # the critic (exp 7): the prior of test-time adaptation, unused for segmenting
 
     def __repr__(self):
         return (f'Segmenter(exp {self.exp.exp} {self.exp.name!r}, preset {self.preset.name!r}, '
-                f'{self.preset.spacing_mm:g} mm, G={"yes" if self.G is not None else "no"}, {self.path})')
+                f'{self.preset.spacing_mm:g} mm, G={"yes" if self.G is not None else "no"}, D={"yes" if self.D is not None else "no"}, {self.path})')
 
 def load_segmenter(checkpoint: str | Path,  # a run's checkpoint.pt
                    device='cpu'             # 'cpu', 'cuda' or 'cuda:N'
@@ -53,7 +57,7 @@ def load_segmenter(checkpoint: str | Path,  # a run's checkpoint.pt
         raise ValueError(f"{path}: written by advnorm {ck['version']}, this is advnorm {advnorm.__version__}; "
                          f"segment with advnorm=={ck['version']} or retrain")
     e, p = experiment_from_config(ck['config']), Preset.from_dict(ck['config']['preset'])
-    nets = {k: m for k, m in build_networks(e, p).items() if k in ('G', 'S')}
+    nets = {k: m for k, m in build_networks(e, p).items() if k in ('G', 'S') or (k == 'D' and k in ck['nets'])}
     lacking = sorted(set(nets) - set(ck['nets']))
     if lacking: raise ValueError(f'{path}: lacks the network(s) {lacking} that exp {e.exp} needs')
     for k, m in nets.items():
@@ -61,7 +65,8 @@ def load_segmenter(checkpoint: str | Path,  # a run's checkpoint.pt
         except RuntimeError as err: raise ValueError(f'{path}: the weights of {k} do not fit exp {e.exp} / preset '
                                                      f'{p.name!r} ({str(err).splitlines()[0]})') from None
         m.to(dev).eval()
-    return Segmenter(e, p, nets['S'], nets.get('G'), dev, path, input_normalizer(e.input_norm, scale=ck['config'].get('nyul_scale')))
+    return Segmenter(e, p, nets['S'], nets.get('G'), dev, path, input_normalizer(e.input_norm, scale=ck['config'].get('nyul_scale')),
+                     nets.get('D'))
 
 # %% ../nbs/16_segment.ipynb #6a7c61e3
 def _to_input_grid(y: np.ndarray,    # a volume on the model's grid
@@ -110,6 +115,21 @@ def _write_all(arrays: dict, ref: nib.spatialimages.SpatialImage, affine: np.nda
 # %% ../nbs/16_segment.ipynb #8a1565b8
 _STAGES = ('read', 'resample', 'segment', 'to input grid', 'write')
 
+def model_input(image_path: str | Path,  # a 3-D NIfTI or Analyze T1
+                m: Segmenter,            # the run it is read for
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
+    "A scan read for a run: (image, affine, the run's input on its grid, input voxels per model voxel, regridded?)."
+    x, affine = read_volume(image_path)
+    check_image(x, image_path)   # the same test as for training data
+    step = m.preset.spacing_mm / voxel_size(affine)
+    regrid = not np.allclose(step, 1, atol=1e-3)
+    xr = resample(x, affine, m.preset.spacing_mm, order=1)[0] if regrid else x
+    return x, affine, normalize_input(xr, xr > 0, m.norm), step, regrid
+
+def _objective_for(m: Segmenter, objective: str) -> str:
+    "'auto': the critic prior when the run has D, else entropy."
+    return ('critic' if m.D is not None else 'entropy') if objective == 'auto' else objective
+
 def segment_file(image_path: str | Path,          # a 3-D NIfTI (.nii, .nii.gz) or Analyze (.hdr/.img) T1, skull-stripped
                  checkpoint: str | Path | Segmenter,  # a run's checkpoint.pt, or a `Segmenter` already loaded
                  out: str | Path,                 # where to write the labels (uint8, 0..3), .nii or .nii.gz
@@ -117,9 +137,11 @@ def segment_file(image_path: str | Path,          # a 3-D NIfTI (.nii, .nii.gz) 
                  batch_size: int = 8,             # windows per forward pass
                  device='cpu',                    # 'cpu' or 'cuda' (ignored when `checkpoint` is a `Segmenter`)
                  overwrite: bool = False,         # replace existing outputs
-                 progress: bool = True            # a tqdm bar over the stages
+                 progress: bool = True,           # a tqdm bar over the stages
+                 adapt: int = 0,                  # steps of test-time adaptation of G on this scan (0: none)
+                 objective: str = 'auto',         # the adaptation's objective: 'critic', 'entropy' or 'auto' (critic when the run has D)
                 ) -> Path:
-    "Normalize and segment the scan at `image_path` with a trained run; write the labels (and G's image) on its grid."
+    "Normalize and segment the scan at `image_path` with a trained run (G adapted to it first if `adapt`); write the labels (and G's image) on its grid."
     image_path = Path(image_path)
     if not (isinstance(batch_size, (int, np.integer)) and batch_size >= 1): raise ValueError(f'batch_size={batch_size!r}: expected an integer >= 1')
     outs = _check_outputs([out] + ([normalized] if normalized is not None else []), overwrite, image_path)
@@ -129,15 +151,10 @@ def segment_file(image_path: str | Path,          # a 3-D NIfTI (.nii, .nii.gz) 
     with progress_bar(total=len(_STAGES), desc=image_path.name, disable=not progress, leave=True) as bar:
         def stage(i): bar.update(i - bar.n); bar.set_postfix_str(_STAGES[i] if i < len(_STAGES) else 'done')
         stage(0)
-        x, affine = read_volume(image_path)
+        x, affine, xn, step, regrid = model_input(image_path, m)
         ref = nib.load(str(image_path))
-        check_image(x, image_path)   # the same test as for training data
-        stage(1)
-        step = p.spacing_mm / voxel_size(affine)
-        regrid = not np.allclose(step, 1, atol=1e-3)
-        xr = resample(x, affine, p.spacing_mm, order=1)[0] if regrid else x
-        xn = normalize_input(xr, xr > 0, m.norm); del xr
         stage(2)
+        if adapt: m = adapt_segmenter(m, [xn], objective=_objective_for(m, objective), steps=adapt)[0]
         lab, xh = predict_volume(m.S, xn, m.G, roi=p.patch, overlap=p.eval_overlap, batch_size=batch_size, device=m.device,
                                  normalized=normalized is not None)
         xh = xn if xh is None else xh; del xn
@@ -145,9 +162,108 @@ def segment_file(image_path: str | Path,          # a 3-D NIfTI (.nii, .nii.gz) 
         if regrid: lab, xh = _to_input_grid(lab, step, x.shape, 0), (_to_input_grid(xh, step, x.shape, 1) if normalized else None)
         stage(4)
         arrays = {outs[0]: lab.astype(np.uint8)} | ({outs[1]: xh.astype(np.float32)} if normalized else {})
-        _write_all(arrays, ref, affine, f'advnorm {advnorm.__version__} exp {m.exp.exp}')
+        _write_all(arrays, ref, affine, f'advnorm {advnorm.__version__} exp {m.exp.exp}' + (f', G adapted {adapt} steps' if adapt else ''))
         stage(5)
     return outs[0]
+
+
+# %% ../nbs/16_segment.ipynb #36976a30
+ADAPT = dict(steps=50, lr=1e-3, layers='last', batch=4, guard=1.0, every=5, patience=4, monitor=8)   # defaults of `adapt_generator`
+
+def critic_prior(logits: torch.Tensor,  # D(G(x)): (N, K + 1) logits, the last class "generated"
+                ) -> torch.Tensor:
+    "−log of the highest probability D gives a real site, averaged over the patches: low when G(x) is clearly one site."
+    return -F.log_softmax(logits.float(), 1)[:, :-1].max(1).values.mean()
+
+def voxel_entropy(probs: torch.Tensor,  # S's class probabilities (N, C, ...)
+                 ) -> torch.Tensor:
+    "Mean over voxels of the entropy (nats) of S's prediction."
+    return -(probs * torch.log(probs.clamp_min(1e-8))).sum(1).mean()
+
+def proportion_guard(probs: torch.Tensor,  # S's class probabilities (N, C, ...)
+                     prior: torch.Tensor,  # (C,) the class proportions predicted before adaptation
+                    ) -> torch.Tensor:
+    "KL(prior ‖ mean predicted proportions): grows when a class empties or floods."
+    q = probs.transpose(0, 1).reshape(probs.shape[1], -1).mean(1).clamp_min(1e-8)
+    p = prior.clamp_min(1e-8)
+    return (p * (p.log() - q.log())).sum()
+
+
+# %% ../nbs/16_segment.ipynb #72b47971
+def _brain_patches(volumes: list, size: int, n: int, g: torch.Generator) -> torch.Tensor:
+    "`n` patches of side `size` whose centres lie in the brain (voxels > 0) of `volumes`, zero-padded where a volume is smaller."
+    out = []
+    for i in torch.randint(len(volumes), (n,), generator=g).tolist():
+        v = np.pad(volumes[i], [(0, max(0, size - s)) for s in volumes[i].shape])
+        idx = np.argwhere(v > 0)
+        if not len(idx): raise ValueError('adapt: a scan has no voxel above 0 (an empty brain) to adapt on')
+        c = idx[int(torch.randint(len(idx), (1,), generator=g))]
+        lo = [int(min(max(ci - size // 2, 0), s - size)) for ci, s in zip(c, v.shape)]
+        out.append(v[lo[0]:lo[0] + size, lo[1]:lo[1] + size, lo[2]:lo[2] + size])
+    return torch.as_tensor(np.stack(out)[:, None], dtype=torch.float32)
+
+def adapt_parameters(G: torch.nn.Module,  # a `UNet3D` generator
+                     layers: str = 'last',  # 'out' (the output convolution), 'last' (+ the last decoder block) or 'all'
+                    ) -> list:
+    "The parameters of G that test-time adaptation changes."
+    if layers == 'all': return list(G.parameters())
+    if layers == 'out': return list(G.out.parameters())
+    if layers == 'last': return list(G.up[0].parameters()) + list(G.out.parameters()) if len(G.up) else list(G.out.parameters())
+    raise ValueError(f"layers={layers!r}: expected 'out', 'last' or 'all'")
+
+def _objective(kind, G, S, D, x, prior, guard):
+    "The adaptation objective on patches `x`: (critic prior or entropy) + guard · KL(prior ‖ predicted proportions); and the proportions."
+    xh = F.relu(G(x)); q = F.softmax(S(xh).float(), 1)
+    term = critic_prior(D(xh)) if kind == 'critic' else voxel_entropy(q)
+    return term + (guard * proportion_guard(q, prior) if prior is not None else 0.), q
+
+def adapt_generator(m: Segmenter,          # a loaded run (its G; its D for the critic prior)
+                    volumes: list,         # the scan(s) to adapt on, normalized as the run's input, on the model's grid
+                    objective: str = 'critic',  # 'critic' (D's prior) or 'entropy' (S's prediction)
+                    steps: int = ADAPT['steps'], lr: float = ADAPT['lr'], layers: str = ADAPT['layers'],  # updates, Adam's rate, what adapts
+                    batch: int = ADAPT['batch'], guard: float = ADAPT['guard'],   # patches per update; β of the guard
+                    every: int = ADAPT['every'], patience: int = ADAPT['patience'], monitor: int = ADAPT['monitor'],  # the stopping rule
+                    seed: int = 0,         # seeds the patches drawn
+                   ) -> tuple[torch.nn.Module, dict]:
+    "A copy of G adapted on `volumes` with S and D frozen; returns it (eval mode) and a log of the adaptation."
+    if m.G is None: raise ValueError(f'{m.path}: exp {m.exp.exp} has no G to adapt')
+    if objective not in ('critic', 'entropy'): raise ValueError(f"objective={objective!r}: expected 'critic' or 'entropy'")
+    if objective == 'critic' and m.D is None: raise ValueError(f"{m.path}: objective 'critic' needs the run's D; exp {m.exp.exp} has none (use 'entropy')")
+    if not (isinstance(steps, (int, np.integer)) and steps >= 0): raise ValueError(f'steps={steps!r}: expected an integer >= 0')
+    t0, g, dev = time.perf_counter(), torch.Generator().manual_seed(seed), m.device
+    G = copy.deepcopy(m.G).eval().requires_grad_(False)
+    params = adapt_parameters(G, layers)
+    for p in params: p.requires_grad_(True)
+    frozen = [n.requires_grad_(False) for n in (m.S, m.D) if n is not None]   # unchanged: gradients only flow through them
+    mon = _brain_patches(volumes, m.preset.patch, monitor, g).to(dev)
+    with torch.no_grad(): q0 = _objective('entropy', G, m.S, None, mon, None, 0.)[1]
+    prior = q0.transpose(0, 1).reshape(q0.shape[1], -1).mean(1)   # π0: the proportions S predicted before adaptation
+    measure = lambda: float(_objective(objective, G, m.S, m.D, mon, prior, guard)[0])
+    with torch.no_grad(): best, trace = measure(), []
+    trace.append((0, best)); keep, best_step, waited = copy.deepcopy(G.state_dict()), 0, 0
+    opt, t = torch.optim.Adam(params, lr=lr), 0
+    for t in range(1, steps + 1):
+        loss, _ = _objective(objective, G, m.S, m.D, _brain_patches(volumes, m.preset.patch, batch, g).to(dev), prior, guard)
+        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+        if t % every and t != steps: continue
+        with torch.no_grad(): v = measure()
+        trace.append((t, round(v, 5)))
+        if v < best - 1e-5: best, best_step, keep, waited = v, t, copy.deepcopy(G.state_dict()), 0
+        else: waited += 1
+        if waited >= patience: break
+    G.load_state_dict(keep); G.requires_grad_(False)
+    for n in frozen: n.requires_grad_(True)
+    return G, {'objective': objective, 'steps_run': t, 'kept_step': best_step, 'trace': trace, 'layers': layers, 'lr': lr,
+               'guard': guard, 'seconds': round(time.perf_counter() - t0, 2)}
+
+def adapt_segmenter(m: Segmenter,    # a loaded run
+                    volumes: list,   # the scan(s) of the new site, as `adapt_generator` takes them
+                    **kw,            # `adapt_generator`'s options (objective, steps, lr, ...)
+                   ) -> tuple[Segmenter, dict]:
+    "`m` with its G adapted on `volumes` (S and D shared, unchanged), and the adaptation's log."
+    G, log = adapt_generator(m, volumes, **kw)
+    return replace(m, G=G), log
+
 
 # %% ../nbs/16_segment.ipynb #31c07b77
 def _stem(path: Path) -> str:
@@ -185,9 +301,15 @@ def main(argv=None,  # the command-line arguments, without the program's name; N
     ap.add_argument('--device', default='cpu', help="'cpu', 'cuda' or 'cuda:N'")
     ap.add_argument('--overwrite', action='store_true', help='replace existing outputs')
     ap.add_argument('--no-progress', action='store_true')
+    ap.add_argument('--adapt', type=int, default=0, metavar='N', help='adapt G to each scan for up to N steps first (test-time adaptation; 0: none)')
+    ap.add_argument('--adapt-site', action='store_true', help='adapt G once on all the IMAGEs (one site), then segment each')
+    ap.add_argument('--adapt-objective', default='auto', choices=('auto', 'critic', 'entropy'),
+                    help="the adaptation's objective: D's prior ('critic'), S's entropy, or 'auto' (critic when the run has D)")
     a = ap.parse_args(argv)
     try:
         jobs = _jobs(a)
+        if a.adapt < 0: raise ValueError(f'--adapt {a.adapt}: expected a number of steps >= 0')
+        if a.adapt_site and not a.adapt: raise ValueError('--adapt-site needs --adapt N (the steps of adaptation)')
         for img, o, n in jobs:
             if not img.is_file(): raise FileNotFoundError(f'{img}: no such file')
         if a.out_dir is not None:
@@ -196,9 +318,15 @@ def main(argv=None,  # the command-line arguments, without the program's name; N
                 d.mkdir(parents=True, exist_ok=True)
         for img, o, n in jobs: _check_outputs([o] + ([n] if n else []), a.overwrite, img)
         model = load_segmenter(a.checkpoint, a.device)
+        adapt = lambda imgs: adapt_segmenter(model, [model_input(i, model)[2] for i in imgs], steps=a.adapt,
+                                             objective=_objective_for(model, a.adapt_objective))
+        say = lambda log: f"G adapted: {log['objective']}, {log['steps_run']} steps, kept step {log['kept_step']}, {log['seconds']:.1f} s"
+        site, note = (model, '') if not a.adapt_site else adapt([i for i, _, _ in jobs])
+        if a.adapt_site: print(f'{say(note)} on {len(jobs)} scans of one site')
         for img, o, n in jobs:
-            segment_file(img, model, o, n, a.batch_size, overwrite=a.overwrite, progress=not a.no_progress)
-            print(f'{img} -> {o}' + (f' (normalized: {n})' if n else ''))
+            m, log = adapt([img]) if a.adapt and not a.adapt_site else (site, None)
+            segment_file(img, m, o, n, a.batch_size, overwrite=a.overwrite, progress=not a.no_progress)
+            print(f'{img} -> {o}' + (f' (normalized: {n})' if n else '') + (f' ({say(log)})' if log else ''))
     except (ValueError, OSError) as err:
         print(f'advnorm-segment: error: {err}', file=sys.stderr); sys.exit(2)
 
