@@ -8,23 +8,27 @@ import json, tempfile, time
 from dataclasses import replace
 from pathlib import Path
 import numpy as np
+import torch
 
 import advnorm
 from .core import git_commit, file_sha256
 from .data import load_domains, load_nifti_domain, normalize_input, input_normalizer
 from .synthetic import (DOMAINS, DomainProfile, load_templates, warp_subject, subject_anatomy, tissue_labels,
-                               simulate_image)
+                               simulate_image, shifted_profile)
 from .benchmark import WRITERS
 from .experiments import Preset
 from .sites import experiment_from_config
 from .evaluate import load_run, predict_volume, dice_per_class
 from .realism import intensity_gain, ssim_in_mask
+from .segment import Segmenter, load_segmenter, adapt_segmenter
 
 # %% auto #0
-__all__ = ['ACQUISITION_FIELDS', 'TRAVELLERS', 'IMAGE_AGREEMENT_VERSION', 'UNSEEN_PROFILES', 'UNSEEN_SUBJECTS', 'through_profile',
-           'travelling_subject', 'write_travelling', 'read_travelling', 'image_agreement', 'tissue_volumes',
-           'volume_difference', 'travelling_scores', 'unseen_subject', 'write_unseen', 'unseen_scores',
-           'harmonization_record', 'load_harmonization', 'harmonization_table']
+__all__ = ['ACQUISITION_FIELDS', 'TRAVELLERS', 'IMAGE_AGREEMENT_VERSION', 'UNSEEN_PROFILES', 'UNSEEN_SUBJECTS',
+           'VALIDATION_SHIFT', 'VALIDATION_SUBJECTS', 'ADAPT_GRID', 'through_profile', 'travelling_subject',
+           'write_travelling', 'read_travelling', 'image_agreement', 'tissue_volumes', 'volume_difference',
+           'travelling_scores', 'unseen_subject', 'write_unseen', 'unseen_scores', 'harmonization_record',
+           'write_validation', 'site_dice', 'choose_adaptation', 'adaptation_variants', 'adaptation_record',
+           'load_harmonization', 'harmonization_table', 'load_adaptation', 'adaptation_table']
 
 # %% ../nbs/18_harmonize.ipynb #e75994c2
 def _draw(anatomy: DomainProfile, imaging: DomainProfile, rng: np.random.Generator, voxel_mm: float):
@@ -208,6 +212,96 @@ def harmonization_record(run_dir,          # a trained run (its best.pt or check
     (run_dir/'harmonize.json').write_text(json.dumps(rec, indent=1))
     return rec
 
+# %% ../nbs/18_harmonize.ipynb #c2c49529
+VALIDATION_SHIFT = shifted_profile(1.5)   # infant-like anatomy, its contrast pushed 50 % past its own (away from the adult's)
+VALIDATION_SUBJECTS = (201, 202, 203)     # outside every split, the travellers and the unseen sites
+ADAPT_GRID = {'lr': (1e-4, 1e-3, 1e-2), 'steps': (20, 50)}   # the settings tried on the validation subjects
+
+def write_validation(root: Path,                      # an empty folder
+                     subjects=VALIDATION_SUBJECTS,    # the subjects' numbers
+                     seed: int = 0, voxel_mm: float = 2.0,  # the seed; voxel size in mm
+                    ) -> Path:
+    "Write the validation subjects of adaptation (infant-like anatomy through `VALIDATION_SHIFT`) as `root/Shifted/<n>/`; returns that folder."
+    d = Path(root)/'Shifted'; d.mkdir(parents=True)
+    for n in subjects:
+        WRITERS['LowField'](d, n, *_draw(DOMAINS['iSEG'], VALIDATION_SHIFT, np.random.default_rng([seed, 2000, n]), voxel_mm))
+    return d
+
+def site_dice(seg: Segmenter,    # a loaded run (`load_segmenter`)
+              folder: Path,      # one site in the plain layout (`<n>/t1.nii.gz`, `labels.nii.gz`)
+              variants: dict,    # {name: `adapt_generator` options, or None for no adaptation}
+             ) -> dict:
+    "{variant: {'dice': per tissue, mean over subjects; 'seconds', 'steps_run', 'kept_step': per subject}} on one site."
+    out = {v: {'dice': [], 'seconds': [], 'steps_run': [], 'kept_step': []} for v in variants}
+    p = seg.preset
+    for s in load_nifti_domain(folder, Path(folder).name, p.spacing_mm):
+        x = normalize_input(s.image, s.mask, seg.norm)
+        for v, opts in variants.items():
+            m, log = adapt_segmenter(seg, [x], **opts) if opts is not None else (seg, {'seconds': 0., 'steps_run': 0, 'kept_step': 0})
+            lab, _ = predict_volume(m.S, x, m.G, roi=p.patch, overlap=p.eval_overlap, batch_size=p.batch_size, device=m.device, normalized=False)
+            out[v]['dice'].append(dice_per_class(lab, s.label))
+            for k in ('seconds', 'steps_run', 'kept_step'): out[v][k].append(log[k])
+    for r in out.values(): r['dice'] = np.round(np.nanmean(r['dice'], 0), 4).tolist()
+    return out
+
+def choose_adaptation(seg: Segmenter,  # a loaded run
+                      folder: Path,    # the validation site (`write_validation`)
+                      objective: str,  # 'critic' or 'entropy'
+                      grid: dict = ADAPT_GRID,  # {'lr': [...], 'steps': [...]}
+                     ) -> dict:
+    "The adaptation setting with the best mean validation Dice: {'objective', 'chosen': options, 'scores': `site_dice` of every setting and of none}."
+    variants = {'none': None} | {f'lr={lr:g}, steps={st}': dict(objective=objective, lr=lr, steps=st) for lr in grid['lr'] for st in grid['steps']}
+    scores = site_dice(seg, folder, variants)
+    best = max((v for v in variants if v != 'none'), key=lambda v: np.nanmean(scores[v]['dice']))
+    return {'objective': objective, 'chosen': variants[best], 'chosen_label': best, 'scores': scores, 'grid': grid}
+
+
+# %% ../nbs/18_harmonize.ipynb #a9404e76
+def adaptation_variants(seg: Segmenter,  # a loaded run
+                        settings: dict,  # {objective: `adapt_generator` options}, as chosen on validation
+                       ) -> dict:
+    "{'none': None, objective: options, ...} for the objectives the run can take: none without G, no critic without D."
+    if seg.G is None: return {'none': None}
+    return {'none': None} | {o: dict(opts, objective=o) for o, opts in settings.items() if o != 'critic' or seg.D is not None}
+
+def _travel_adapted(views: dict, seg: Segmenter, variants: dict) -> dict:
+    "{variant: per travelling subject, Dice between the two views' segmentations and their volume differences}, each view adapted on its own."
+    a_sc, b_sc = sorted(views)[:2]; p = seg.preset; out = {v: [] for v in variants}
+    for s_a, s_b in zip(views[a_sc], views[b_sc]):
+        xs = [normalize_input(s.image, s.mask, seg.norm) for s in (s_a, s_b)]
+        for v, opts in variants.items():
+            labs = []
+            for x in xs:
+                m = adapt_segmenter(seg, [x], **opts)[0] if opts is not None else seg
+                labs.append(predict_volume(m.S, x, m.G, roi=p.patch, overlap=p.eval_overlap, batch_size=p.batch_size, device=m.device, normalized=False)[0])
+            out[v].append({'seg_dice': np.round(dice_per_class(*labs), 4).tolist(),
+                           'volume_diff_pct': np.round(volume_difference(tissue_volumes(labs[0], s_a.spacing), tissue_volumes(labs[1], s_b.spacing)), 3).tolist()})
+    return out
+
+def adaptation_record(run_dir,           # a trained run (its best.pt or checkpoint.pt)
+                      settings: dict,    # {objective: options} chosen on validation (`choose_adaptation`), frozen
+                      work: Path | None = None,  # the generated subjects (shared with `harmonization_record`)
+                      device='cpu', chosen_by: str | None = None,  # where the networks run; the record the settings come from
+                     ) -> dict:
+    "Score a run on the unseen sites and the travelling subjects without and with each test-time adaptation; writes `adapt.json`."
+    run_dir, t0 = Path(run_dir), time.time()
+    ck = run_dir/'best.pt' if (run_dir/'best.pt').exists() else run_dir/'checkpoint.pt'
+    seg = load_segmenter(ck, device); cfg = json.loads((run_dir/'config.json').read_text())
+    vox = seg.preset.benchmark.get('voxel_mm', 2.0); seed = seg.preset.benchmark.get('seed', 0)
+    work = Path(work or tempfile.mkdtemp(prefix='advnorm-adapt-'))
+    if not (work/'travel'/'travellers.json').exists(): write_travelling(work/'travel', seed=seed, voxel_mm=vox)
+    if not (work/'unseen').exists(): write_unseen(work/'unseen', seed=seed, voxel_mm=vox)
+    variants = adaptation_variants(seg, settings)
+    rec = {'run': run_dir.name, 'exp': seg.exp.exp, 'seed': cfg['seed'], 'split': cfg['split'], 'checkpoint': ck.name,
+           'checkpoint_sha256': file_sha256(ck), 'settings': {v: o for v, o in variants.items() if o}, 'chosen_by': chosen_by,
+           'unseen': {d.name: site_dice(seg, d, variants) for d in sorted(x for x in (work/'unseen').iterdir() if x.is_dir())},
+           'travelling': _travel_adapted(read_travelling(work/'travel', seg.preset.spacing_mm), seg, variants),
+           'threads': torch.get_num_threads(), 'device': str(seg.device), 'advnorm': advnorm.__version__, 'git_commit': git_commit()}
+    rec['seconds'] = round(time.time() - t0, 1)
+    (run_dir/'adapt.json').write_text(json.dumps(rec, indent=1))
+    return rec
+
+
 # %% ../nbs/18_harmonize.ipynb #acfd0d4b
 def load_harmonization(root) -> list[dict]:
     "Every `harmonize.json` under `root` (e.g. results/harmonize)."
@@ -233,3 +327,27 @@ def harmonization_table(recs: list[dict],  # harmonization records (`load_harmon
                     f"{m(lambda t: np.nanmean(t['seg_dice'])):.3f} | {' / '.join(f'{v:.1f}' for v in vol)} | "
                     + ' | '.join(unseen) + f' | {own_s} |')
     return '\n'.join(rows)
+
+# %% ../nbs/18_harmonize.ipynb #e5b7b873
+def load_adaptation(root) -> list[dict]:
+    "Every `adapt.json` under `root` (e.g. results/harmonize)."
+    return [json.loads(f.read_text()) for f in sorted(Path(root).rglob('adapt.json'))]
+
+def adaptation_table(recs: list[dict],  # adaptation records (`load_adaptation`)
+                    ) -> str:
+    "A markdown table: per experiment and adaptation, mean ± sd over runs of the unseen sites' Dice, the travelling subjects' segmentation agreement, and seconds per volume."
+    sites = sorted({s for r in recs for s in r['unseen']})
+    ms = lambda v: f'{np.mean(v):.3f} ± {np.std(v, ddof=1):.3f}' if len(v) > 1 else (f'{v[0]:.3f}' if v else '—')
+    rows = ['| exp | adaptation | runs | ' + ' | '.join(f'{s} Dice' for s in sites) + ' | travelling: Dice of the two segmentations | seconds per volume |',
+            '|' + '---|' * (len(sites) + 5)]
+    for exp in sorted({r['exp'] for r in recs}, key=str):
+        rs = [r for r in recs if r['exp'] == exp]
+        for v in ('none', 'critic', 'entropy'):
+            have = [r for r in rs if v in r['unseen'][sites[0]]]
+            if not have: continue
+            dice = [ms([float(np.nanmean(r['unseen'][s][v]['dice'])) for r in have]) for s in sites]
+            agree = ms([float(np.nanmean([t['seg_dice'] for t in r['travelling'][v]])) for r in have])
+            secs = float(np.mean([x for r in have for s in sites for x in r['unseen'][s][v]['seconds']]))
+            rows.append(f'| {exp} | {v} | {len(have)} | ' + ' | '.join(dice) + f' | {agree} | {secs:.1f} |')
+    return '\n'.join(rows)
+
