@@ -215,7 +215,7 @@ def harmonization_record(run_dir,          # a trained run (its best.pt or check
 # %% ../nbs/18_harmonize.ipynb #c2c49529
 VALIDATION_SHIFT = shifted_profile(1.5)   # infant-like anatomy, its contrast pushed 50 % past its own (away from the adult's)
 VALIDATION_SUBJECTS = (201, 202, 203)     # outside every split, the travellers and the unseen sites
-ADAPT_GRID = {'lr': (1e-4, 1e-3, 1e-2), 'steps': (20, 50)}   # the settings tried on the validation subjects
+ADAPT_GRID = {'lr': (1e-3, 1e-2), 'steps': (20, 50)}   # the settings tried on the validation subjects (about 4 min a subject on one core)
 
 def write_validation(root: Path,                      # an empty folder
                      subjects=VALIDATION_SUBJECTS,    # the subjects' numbers
