@@ -58,7 +58,7 @@ def training_summary(run_dir: Path,  # a run folder (its metrics.jsonl)
     out = {'train_seconds': end[-1]['train_seconds'] if end else None, 'train_patches_per_s': end[-1]['patches_per_s'] if end else None}
     mean_of = lambda k: round(float(np.mean([m[k] for m in last if k in m])), 4)   # 'adv' only in the joint phase
     if last: out['gan_diagnostics'] = {'steps': [last[0]['step'], last[-1]['step']],
-                                       **{k: mean_of(k) for k in ('d_acc_real', 'd_acc_gen', 'p_gen', 'adv', 'D') if any(k in m for m in last)}}
+                                       **{k: mean_of(k) for k in ('d_acc_real', 'd_acc_gen', 'p_gen', 'p_other', 'adv', 'D') if any(k in m for m in last)}}
     return out
 
 def _mean_over_domains(res: dict, domains) -> None:

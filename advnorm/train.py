@@ -150,12 +150,15 @@ def warmup_ends(epochs_done: int, # warm-up epochs completed so far
 @torch.no_grad()
 def gan_diagnostics(logits: torch.Tensor, # D's logits for the real batch followed by the generated batch
                     z: torch.Tensor, # domain targets of the real batch
+                    z_gen: torch.Tensor | None = None, # the domains the generated patches came from (default: `z`, x̂ = G(x))
                    ) -> dict:
-    "D's accuracy on real patches (right domain) and on generated ones, and the mean probability of 'generated' on G(x)."
+    "D's accuracy on real patches (right domain) and on generated ones; on G(x), the mean probability of 'generated' and of another real domain than its own."
     n, gen = len(z), logits.shape[1] - 1
-    p = logits.float().softmax(1)
+    p = logits.float().softmax(1); zg = z if z_gen is None else z_gen
+    p_own = p[n:].gather(1, zg[:, None].long())[:, 0]
     return {'d_acc_real': (p[:n].argmax(1) == z).float().mean().item(),
-            'd_acc_gen': (p[n:].argmax(1) == gen).float().mean().item(), 'p_gen': p[n:, gen].mean().item()}
+            'd_acc_gen': (p[n:].argmax(1) == gen).float().mean().item(), 'p_gen': p[n:, gen].mean().item(),
+            'p_other': (1 - p_own - p[n:, gen]).clamp_min(0).mean().item()}
 
 # %% ../nbs/11_train.ipynb #a6177ef4
 def resolve_preset(e: Experiment,  # the resolved experiment
@@ -264,11 +267,11 @@ def d_updates(r: Run,        # the run
     D = r.nets['D']; unwrap(D).requires_grad_(True)
     for _ in range(r.p.d_steps):   # the paper: 1; the journal: 3, each from the image pools
         xr, zr = r.pools[0].query(x, z) if r.pools else (x, z)
-        xf = r.pools[1].query(x_hat, z)[0] if r.pools else x_hat
+        xf, zf = r.pools[1].query(x_hat, z) if r.pools else (x_hat, z)
         loss, logits = d_step(D, xr, xf, zr, r.autocast, r.d_fn, r.gp_weight)
         check_finite({'D': loss}, r.state['step'], r.out/'checkpoint.pt')
         r.update(loss, ['D'])
-    return {'D': round(loss.item(), 5)} | {k: round(v, 4) for k, v in gan_diagnostics(logits, zr).items()}
+    return {'D': round(loss.item(), 5)} | {k: round(v, 4) for k, v in gan_diagnostics(logits, zr, zf).items()}
 
 def train_step(r: Run,      # the run
                x, y, z,     # a batch: image patches, their labels, their domains (D's targets)
