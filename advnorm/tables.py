@@ -17,12 +17,12 @@ from .train import resolve_preset
 from .runner import run_name, run_experiment
 
 # %% auto #0
-__all__ = ['PAPER_TABLE1', 'PAPER_TABLE2', 'PAIRS', 'ORDERINGS', 'VARIANT_RUNS', 'RECORD_FIELDS', 'PROVENANCE_FIELDS',
-           'TABLE1_TARGET_SEEDS', 'TABLE1_SEEDS', 'NOISE_RUNS', 'run_dir_for', 'results_dir', 'archive_run', 'sweep',
-           'table1', 'table2', 'seed_scores', 'paired', 'paired_table', 'noise_floor', 'noise_table', 'plot_paired',
-           'paper_ordering', 'lambda_variants', 'budget_variants', 'severity_variants', 'sweep_variants',
-           'journal_variants', 'journal_lambda', 'variants_table', 'plot_lambda', 'realism_table', 'severity_table',
-           'plot_severity', 'check_record', 'expected_records', 'check_records']
+__all__ = ['PAPER_TABLE1', 'PAPER_TABLE2', 'PAIRS', 'ORDERINGS', 'VARIANT_RUNS', 'GAN_FIELDS', 'RECORD_FIELDS',
+           'PROVENANCE_FIELDS', 'TABLE1_TARGET_SEEDS', 'TABLE1_SEEDS', 'NOISE_RUNS', 'run_dir_for', 'results_dir',
+           'archive_run', 'sweep', 'table1', 'table2', 'seed_scores', 'paired', 'paired_table', 'noise_floor',
+           'noise_table', 'plot_paired', 'paper_ordering', 'lambda_variants', 'budget_variants', 'severity_variants',
+           'sweep_variants', 'journal_variants', 'journal_lambda', 'variants_table', 'plot_lambda', 'realism_table',
+           'gan_table', 'severity_table', 'plot_severity', 'check_record', 'expected_records', 'check_records']
 
 # %% ../nbs/15_tables.ipynb #f41e20fc
 PAPER_TABLE1 = {1: (0.906, 0.868, 0.863), 2: (0.813, 0.789, 0.839), 3: (0.401, 0.354, 0.519), 4: (0.293, 0.082, 0.563),
@@ -370,6 +370,23 @@ def realism_table(results: dict,  # `sweep`'s results: {(exp, seed): results}
         lines.append(f"| {e} | {len(re)} | {f(lambda x: x['w1_nearest'])} | {f(lambda x: x['critic_auc']['all'])} | "
                      f"{f(lambda x: x['ssim_brain']['mean'])} | {min(gains):.3f}–{max(gains):.3f} |")
     return '\n'.join(lines)
+
+# %% ../nbs/15_tables.ipynb #d7e2e8cd
+GAN_FIELDS = (('d_acc_real', "D's accuracy, real patches (own domain)"), ('d_acc_gen', 'D calls G(x) generated'),
+              ('p_gen', 'p(generated | G(x))'), ('p_other', 'p(another real domain | G(x))'), ('adv', "G's adversarial term"))
+
+def gan_table(results: dict,  # `sweep`'s results: {(exp, seed): results}
+             ) -> str:
+    "Markdown: the GAN diagnostics of D's last training steps (`gan_diagnostics` of each record), mean ± sd over seeds per exp; '—' where a record lacks one."
+    by = {}
+    for (e, _), r in sorted(results.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
+        if r.get('gan_diagnostics'): by.setdefault(e, []).append(r['gan_diagnostics'])
+    lines = ['| exp | seeds | ' + ' | '.join(t for _, t in GAN_FIELDS) + ' |', '|---|---|' + '---|' * len(GAN_FIELDS)]
+    for e, gs in by.items():
+        cell = lambda k: (lambda v: _fmt(*_msd([[x] for x in v])) + (f' ({len(v)} of {len(gs)})' if len(v) < len(gs) else '') if v else '—')([g[k] for g in gs if k in g])
+        lines.append(f'| {e} | {len(gs)} | ' + ' | '.join(cell(k) for k, _ in GAN_FIELDS) + ' |')
+    return '\n'.join(lines)
+
 
 # %% ../nbs/15_tables.ipynb #ce6404a8
 def _severity_points(vres: dict) -> dict:
