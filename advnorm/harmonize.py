@@ -28,7 +28,8 @@ __all__ = ['ACQUISITION_FIELDS', 'TRAVELLERS', 'IMAGE_AGREEMENT_VERSION', 'UNSEE
            'write_travelling', 'read_travelling', 'image_agreement', 'tissue_volumes', 'volume_difference',
            'travelling_scores', 'unseen_subject', 'write_unseen', 'unseen_scores', 'harmonization_record',
            'write_validation', 'site_dice', 'choose_adaptation', 'adaptation_variants', 'adaptation_record',
-           'load_harmonization', 'harmonization_table', 'load_adaptation', 'adaptation_table']
+           'load_harmonization', 'harmonization_table', 'load_adaptation', 'adaptation_table', 'choice_table',
+           'adaptation_gains']
 
 # %% ../nbs/18_harmonize.ipynb #e75994c2
 def _draw(anatomy: DomainProfile, imaging: DomainProfile, rng: np.random.Generator, voxel_mm: float):
@@ -350,4 +351,27 @@ def adaptation_table(recs: list[dict],  # adaptation records (`load_adaptation`)
             secs = float(np.mean([x for r in have for s in sites for x in r['unseen'][s][v]['seconds']]))
             rows.append(f'| {exp} | {v} | {len(have)} | ' + ' | '.join(dice) + f' | {agree} | {secs:.1f} |')
     return '\n'.join(rows)
+
+
+# %% ../nbs/18_harmonize.ipynb #a2df29ae
+def choice_table(choice: dict,  # a choice record (`tools/run_adapt.py choose`): {'run', 'choices': {objective: `choose_adaptation`}}
+                ) -> str:
+    "Markdown: the validation Dice (CSF / GM / WM and their mean) of every setting tried per objective, the kept one marked."
+    rows = [f"Chosen on `{choice['run']}`, validation subjects {list(VALIDATION_SUBJECTS)} (infant-like anatomy through `VALIDATION_SHIFT`).", '',
+            '| objective | setting | validation Dice CSF / GM / WM | mean | steps run (per subject) |', '|---|---|---|---|---|']
+    for o, c in choice['choices'].items():
+        for v, s in c['scores'].items():
+            kept = ' **(kept)**' if v == c['chosen_label'] else ''
+            rows.append(f"| {o} | {v}{kept} | {' / '.join(f'{d:.3f}' for d in s['dice'])} | {np.nanmean(s['dice']):.3f} | {s['steps_run']} |")
+    return '\n'.join(rows)
+
+def adaptation_gains(recs: list[dict],  # adaptation records (`load_adaptation`)
+                    ) -> dict:
+    "{(exp, objective, site): [adapted − unadapted mean Dice, one per run]}: what adaptation changed, run by run."
+    out = {}
+    for r in recs:
+        for site, vs in r['unseen'].items():
+            for o in vs:
+                if o != 'none': out.setdefault((r['exp'], o, site), []).append(round(float(np.nanmean(vs[o]['dice']) - np.nanmean(vs['none']['dice'])), 4))
+    return out
 

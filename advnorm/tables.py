@@ -18,11 +18,12 @@ from .runner import run_name, run_experiment
 
 # %% auto #0
 __all__ = ['PAPER_TABLE1', 'PAPER_TABLE2', 'PAIRS', 'ORDERINGS', 'VARIANT_RUNS', 'GAN_FIELDS', 'RECORD_FIELDS',
-           'PROVENANCE_FIELDS', 'TABLE1_TARGET_SEEDS', 'TABLE1_SEEDS', 'NOISE_RUNS', 'run_dir_for', 'results_dir',
-           'archive_run', 'sweep', 'table1', 'table2', 'seed_scores', 'paired', 'paired_table', 'noise_floor',
-           'noise_table', 'plot_paired', 'paper_ordering', 'lambda_variants', 'budget_variants', 'severity_variants',
-           'sweep_variants', 'journal_variants', 'journal_lambda', 'variants_table', 'plot_lambda', 'realism_table',
-           'gan_table', 'severity_table', 'plot_severity', 'check_record', 'expected_records', 'check_records']
+           'PROVENANCE_FIELDS', 'TABLE1_TARGET_SEEDS', 'TABLE1_SEEDS', 'JOURNAL_SEEDS', 'NOISE_RUNS', 'run_dir_for',
+           'results_dir', 'archive_run', 'sweep', 'table1', 'table2', 'seed_scores', 'paired', 'paired_table',
+           'noise_floor', 'noise_table', 'plot_paired', 'paper_ordering', 'lambda_variants', 'budget_variants',
+           'severity_variants', 'sweep_variants', 'journal_variants', 'journal_lambda', 'variants_table', 'plot_lambda',
+           'realism_table', 'gan_table', 'severity_table', 'plot_severity', 'check_record', 'expected_records',
+           'check_records']
 
 # %% ../nbs/15_tables.ipynb #f41e20fc
 PAPER_TABLE1 = {1: (0.906, 0.868, 0.863), 2: (0.813, 0.789, 0.839), 3: (0.401, 0.354, 0.519), 4: (0.293, 0.082, 0.563),
@@ -482,6 +483,7 @@ TABLE1_TARGET_SEEDS = 10   # rows 5-7 differ by little: 10 paired seeds per spli
 TABLE1_SEEDS = {           # the seeds recorded so far, per split and row: rows 5-7 grow towards the target as runs land
     'patch': {1: range(3), 2: range(3), 3: range(3), 4: range(3), 5: range(10), 6: range(10), 7: range(9)},
     'subject': {e: range(3) for e in range(1, 8)}}
+JOURNAL_SEEDS = {'patch': (), 'subject': ()}   # the journal objective's row (at `journal_lambda`): seeds recorded per split
 NOISE_RUNS = {   # the implementation's own noise: Table 1 runs of seed 0 trained again, kept under results/noise/<what>/
     'threads2': [(7, 'patch')],   # the same seed with 2 threads instead of 1: (exp, split) pairs, as they land
     'rerun': [(5, 'patch')],   # the same seed and thread count, trained again on another machine
@@ -494,7 +496,17 @@ def expected_records(preset: str = 'quick',  # the preset's name the records wer
     return {'table1': [name(e, sp, s) for sp in SPLITS for e, seeds in TABLE1_SEEDS[sp].items() for s in seeds],
             'noise floor': [f'noise/{what}/{name(e, sp, 0)}' for what, runs in NOISE_RUNS.items() for e, sp in runs],
             'severity': [f'severity/{name(e, "patch", s, ov)}' for e, ov in severity_variants(preset=preset).values() for s in (0, 1)],
-            'budget': [name(e, 'patch', s, ov) for e, ov in budget_variants(preset=preset).values() for s in (0, 1)]}
+            'budget': [name(e, 'patch', s, ov) for e, ov in budget_variants(preset=preset).values() for s in (0, 1)],
+            'journal': _journal_expected(name)}
+
+def _journal_expected(name) -> list[str]:
+    "The journal study's records once its row has seeds: the λ sweep (seed 0, patch) and the row's seeds at the λ kept."
+    if not any(JOURNAL_SEEDS.values()): return []
+    sweep_runs = [name(e, 'patch', 0, ov) for e, ov in journal_variants().values()]
+    try: lam = journal_lambda()['lambda']
+    except FileNotFoundError: return sweep_runs   # the sweep's missing records are reported; the row waits for them
+    return sweep_runs + [n for sp, seeds in JOURNAL_SEEDS.items() for s in seeds
+                         if (n := name('7-journal', sp, s, {'lambda_adv': lam})) not in sweep_runs]
 
 def check_records(root=None,                      # records folder; default `results_dir()`
                   expected: dict | None = None,   # {table: [record folders under `root`]}; default `expected_records()`
