@@ -19,13 +19,13 @@ from advnorm.tables import results_dir
 
 def _ckpt(run: Path) -> Path: return run/'best.pt' if (run/'best.pt').exists() else run/'checkpoint.pt'
 
-def choose(run: Path, keep: Path, work: Path, device: str) -> Path:
+def choose(run: Path, keep: Path, work: Path, device: str, grid: dict = ADAPT_GRID) -> Path:
     seg, t = load_segmenter(_ckpt(run), device), time.time()
     val = work/'validation'/'Shifted'
     if not val.exists(): write_validation(work/'validation', seed=seg.preset.benchmark.get('seed', 0), voxel_mm=seg.preset.benchmark.get('voxel_mm', 2.0))
     objectives = [o for o in adaptation_variants(seg, {'critic': {}, 'entropy': {}}) if o != 'none']
-    rec = {'run': run.name, 'exp': seg.exp.exp, 'checkpoint_sha256': file_sha256(_ckpt(run)), 'grid': ADAPT_GRID,
-           'choices': {o: choose_adaptation(seg, val, o) for o in objectives}, 'threads': torch.get_num_threads(),
+    rec = {'run': run.name, 'exp': seg.exp.exp, 'checkpoint_sha256': file_sha256(_ckpt(run)), 'grid': grid,
+           'choices': {o: choose_adaptation(seg, val, o, grid) for o in objectives}, 'threads': torch.get_num_threads(),
            'git_commit': git_commit()}
     rec['seconds'] = round(time.time() - t, 1)
     out = keep/f'choice-{run.name}.json'; out.parent.mkdir(parents=True, exist_ok=True)
@@ -40,10 +40,11 @@ def main(argv=None) -> int:
     ap.add_argument('--keep', default=None, help='records folder (default: results/harmonize)')
     ap.add_argument('--work', default=None, help='folder for the generated subjects (default: a temporary one)')
     ap.add_argument('--device', default='cpu')
+    ap.add_argument('--grid', type=json.loads, default=ADAPT_GRID, help='choose: the settings tried, as JSON (default: ADAPT_GRID)')
     a = ap.parse_args(argv)
     keep = Path(a.keep or results_dir()/'harmonize'); work = Path(a.work or tempfile.mkdtemp(prefix='advnorm-adapt-'))
     if a.what == 'choose':
-        for run in map(Path, a.runs): print(f'{run.name}: {choose(run, keep, work, a.device)}', flush=True)
+        for run in map(Path, a.runs): print(f'{run.name}: {choose(run, keep, work, a.device, a.grid)}', flush=True)
         return 0
     if not a.choice: ap.error('score needs --choice (a record written by `choose`)')
     ch = json.loads(Path(a.choice).read_text())
