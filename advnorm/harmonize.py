@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 import numpy as np
 import torch
+import matplotlib.pyplot as plt
 
 import advnorm
 from .core import git_commit, file_sha256
@@ -18,7 +19,7 @@ from .synthetic import (DOMAINS, DomainProfile, load_templates, warp_subject, su
 from .benchmark import WRITERS
 from .experiments import Preset
 from .sites import experiment_from_config
-from .evaluate import load_run, predict_volume, dice_per_class
+from .evaluate import load_run, predict_volume, dice_per_class, SEG_CMAP
 from .realism import intensity_gain, ssim_in_mask
 from .segment import Segmenter, load_segmenter, adapt_segmenter
 
@@ -28,8 +29,8 @@ __all__ = ['ACQUISITION_FIELDS', 'TRAVELLERS', 'IMAGE_AGREEMENT_VERSION', 'UNSEE
            'write_travelling', 'read_travelling', 'image_agreement', 'tissue_volumes', 'volume_difference',
            'travelling_scores', 'unseen_subject', 'write_unseen', 'unseen_scores', 'harmonization_record',
            'write_validation', 'site_dice', 'choose_adaptation', 'adaptation_variants', 'adaptation_record',
-           'load_harmonization', 'harmonization_table', 'load_adaptation', 'adaptation_table', 'choice_table',
-           'adaptation_gains']
+           'plot_adaptation', 'load_harmonization', 'harmonization_table', 'load_adaptation', 'adaptation_table',
+           'choice_table', 'adaptation_gains']
 
 # %% ../nbs/18_harmonize.ipynb #e75994c2
 def _draw(anatomy: DomainProfile, imaging: DomainProfile, rng: np.random.Generator, voxel_mm: float):
@@ -301,6 +302,31 @@ def adaptation_record(run_dir,           # a trained run (its best.pt or checkpo
     rec['seconds'] = round(time.time() - t0, 1)
     (run_dir/'adapt.json').write_text(json.dumps(rec, indent=1))
     return rec
+
+
+# %% ../nbs/18_harmonize.ipynb #ab1feced
+def plot_adaptation(seg: Segmenter,   # a loaded run
+                    subject,          # a `Subject` of an unseen site (image, mask, label)
+                    variants: dict,   # {name: `adapt_generator` options or None}, as `adaptation_variants` gives
+                    axis: int = 2,    # the axis the middle slice cuts across
+                   ) -> plt.Figure:
+    "One unseen subject, middle slice: G(x) (top) and S's labels (bottom) without and with each adaptation; the input and truth on the left."
+    x = normalize_input(subject.image, subject.mask, seg.norm); p = seg.preset; k = x.shape[axis] // 2
+    sl = lambda a: np.rot90(np.take(a, k, axis=axis))
+    fig, axs = plt.subplots(2, len(variants) + 1, figsize=(2.4 * (len(variants) + 1), 5), squeeze=False)
+    axs[0, 0].imshow(sl(x), cmap='gray'); axs[0, 0].set_title('input', fontsize=8)
+    axs[1, 0].imshow(sl(subject.label), cmap=SEG_CMAP, vmin=0, vmax=3, interpolation='nearest'); axs[1, 0].set_title('truth', fontsize=8)
+    for j, (v, opts) in enumerate(variants.items(), 1):
+        m = adapt_segmenter(seg, [x], **opts)[0] if opts is not None else seg
+        lab, xh = predict_volume(m.S, x, m.G, roi=p.patch, overlap=p.eval_overlap, batch_size=p.batch_size, device=m.device)
+        d = dice_per_class(lab, subject.label)
+        axs[0, j].imshow(sl(xh if xh is not None else x), cmap='gray', vmin=0, vmax=float(np.percentile(x[subject.mask], 99.5)))
+        axs[0, j].set_title(f'G(x), {v}', fontsize=8)
+        axs[1, j].imshow(sl(lab), cmap=SEG_CMAP, vmin=0, vmax=3, interpolation='nearest')
+        axs[1, j].set_title(f"{v}: Dice {' / '.join(f'{a:.2f}' for a in d)}", fontsize=8)
+    for a in axs.flat: a.axis('off')
+    fig.tight_layout()
+    return fig
 
 
 # %% ../nbs/18_harmonize.ipynb #acfd0d4b
