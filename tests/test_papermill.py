@@ -84,3 +84,4 @@ def test_table_notebooks_smoke(tmp_path):
     assert (tmp_path/'severity.png').exists() and '**Intensity-shift severity' in out   # the reading was written
     assert (tmp_path/'results'/'exp7-smoke-subject-seed0'/'config.json').exists()   # the sweep kept the run's records
     assert '| 1 (kept) |' in out and '| 7-journal |' in out and 'exp 7-journal − exp 7' in out   # the journal row, its λ and pairs
+    assert '**The journal objective.** λ kept: 1' in out   # and its reading
