@@ -24,3 +24,12 @@ def test_a_swapped_config_fails(tmp_path):
     assert r.returncode == 1, r.stdout
     assert 'FAIL: exp7-quick-patch-seed2: seed is 2 in results.json but 1 in config.json' in r.stdout, r.stdout
     assert (tmp_path/'exp7-quick-patch-seed2'/'results.json').read_bytes() == before   # the checker changes nothing
+
+def test_adaptation_defaults_are_the_settings_chosen_on_validation():
+    "advnorm-segment --adapt uses ADAPT's learning rate; it must be the one the committed choice kept for the critic prior."
+    from advnorm.segment import ADAPT
+    choices = sorted((ROOT/'results'/'harmonize').glob('choice-*.json'))
+    assert choices, 'no choice record committed (tools/run_adapt.py choose)'
+    for f in choices:
+        kept = json.loads(f.read_text())['choices']['critic']['chosen']
+        assert (kept['lr'], kept['steps']) == (ADAPT['lr'], ADAPT['steps']), (f.name, kept, ADAPT)
