@@ -483,7 +483,7 @@ TABLE1_TARGET_SEEDS = 10   # rows 5-7 differ by little: 10 paired seeds per spli
 TABLE1_SEEDS = {           # the seeds recorded so far, per split and row: rows 5-7 grow towards the target as runs land
     'patch': {1: range(3), 2: range(3), 3: range(3), 4: range(3), 5: range(10), 6: range(10), 7: range(10)},
     'subject': {e: range(3) for e in range(1, 8)}}
-JOURNAL_SEEDS = {'patch': (0, 1, 2), 'subject': (0, 1)}   # the journal objective's row (at `journal_lambda`): seeds recorded per split
+JOURNAL_SEEDS = {'patch': (0, 1, 2), 'subject': (0, 1, 2)}   # the journal objective's row (at `journal_lambda`): seeds recorded per split
 NOISE_RUNS = {   # the implementation's own noise: Table 1 runs of seed 0 trained again, kept under results/noise/<what>/
     'threads2': [(7, 'patch')],   # the same seed with 2 threads instead of 1: (exp, split) pairs, as they land
     'rerun': [(5, 'patch')],   # the same seed and thread count, trained again on another machine
