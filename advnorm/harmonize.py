@@ -229,18 +229,23 @@ def write_validation(root: Path,                      # an empty folder
         WRITERS['LowField'](d, n, *_draw(DOMAINS['iSEG'], VALIDATION_SHIFT, np.random.default_rng([seed, 2000, n]), voxel_mm))
     return d
 
+def _segment_adapted(seg: Segmenter, x: np.ndarray, opts: dict | None, normalized: bool = False):
+    "S's labels of the input `x` (and G's output when `normalized`) after adapting G on it with `opts` (None: G as trained), and the adaptation's log."
+    m, log = adapt_segmenter(seg, [x], **opts) if opts is not None else (seg, {'seconds': 0., 'steps_run': 0, 'kept_step': 0})
+    p = seg.preset
+    lab, xh = predict_volume(m.S, x, m.G, roi=p.patch, overlap=p.eval_overlap, batch_size=p.batch_size, device=m.device, normalized=normalized)
+    return lab, xh, log
+
 def site_dice(seg: Segmenter,    # a loaded run (`load_segmenter`)
               folder: Path,      # one site in the plain layout (`<n>/t1.nii.gz`, `labels.nii.gz`)
               variants: dict,    # {name: `adapt_generator` options, or None for no adaptation}
              ) -> dict:
     "{variant: {'dice': per tissue, mean over subjects; 'seconds', 'steps_run', 'kept_step': per subject}} on one site."
     out = {v: {'dice': [], 'seconds': [], 'steps_run': [], 'kept_step': []} for v in variants}
-    p = seg.preset
-    for s in load_nifti_domain(folder, Path(folder).name, p.spacing_mm):
+    for s in load_nifti_domain(folder, Path(folder).name, seg.preset.spacing_mm):
         x = normalize_input(s.image, s.mask, seg.norm)
         for v, opts in variants.items():
-            m, log = adapt_segmenter(seg, [x], **opts) if opts is not None else (seg, {'seconds': 0., 'steps_run': 0, 'kept_step': 0})
-            lab, _ = predict_volume(m.S, x, m.G, roi=p.patch, overlap=p.eval_overlap, batch_size=p.batch_size, device=m.device, normalized=False)
+            lab, _, log = _segment_adapted(seg, x, opts)
             out[v]['dice'].append(dice_per_class(lab, s.label))
             for k in ('seconds', 'steps_run', 'kept_step'): out[v][k].append(log[k])
     for r in out.values(): r['dice'] = np.round(np.nanmean(r['dice'], 0), 4).tolist()
@@ -268,14 +273,11 @@ def adaptation_variants(seg: Segmenter,  # a loaded run
 
 def _travel_adapted(views: dict, seg: Segmenter, variants: dict) -> dict:
     "{variant: per travelling subject, Dice between the two views' segmentations and their volume differences}, each view adapted on its own."
-    a_sc, b_sc = sorted(views)[:2]; p = seg.preset; out = {v: [] for v in variants}
+    a_sc, b_sc = sorted(views)[:2]; out = {v: [] for v in variants}
     for s_a, s_b in zip(views[a_sc], views[b_sc]):
         xs = [normalize_input(s.image, s.mask, seg.norm) for s in (s_a, s_b)]
         for v, opts in variants.items():
-            labs = []
-            for x in xs:
-                m = adapt_segmenter(seg, [x], **opts)[0] if opts is not None else seg
-                labs.append(predict_volume(m.S, x, m.G, roi=p.patch, overlap=p.eval_overlap, batch_size=p.batch_size, device=m.device, normalized=False)[0])
+            labs = [_segment_adapted(seg, x, opts)[0] for x in xs]
             out[v].append({'seg_dice': np.round(dice_per_class(*labs), 4).tolist(),
                            'volume_diff_pct': np.round(volume_difference(tissue_volumes(labs[0], s_a.spacing), tissue_volumes(labs[1], s_b.spacing)), 3).tolist()})
     return out
@@ -311,14 +313,13 @@ def plot_adaptation(seg: Segmenter,   # a loaded run
                     axis: int = 2,    # the axis the middle slice cuts across
                    ) -> plt.Figure:
     "One unseen subject, middle slice: G(x) (top) and S's labels (bottom) without and with each adaptation; the input and truth on the left."
-    x = normalize_input(subject.image, subject.mask, seg.norm); p = seg.preset; k = x.shape[axis] // 2
+    x = normalize_input(subject.image, subject.mask, seg.norm); k = x.shape[axis] // 2
     sl = lambda a: np.rot90(np.take(a, k, axis=axis))
     fig, axs = plt.subplots(2, len(variants) + 1, figsize=(2.4 * (len(variants) + 1), 5), squeeze=False)
     axs[0, 0].imshow(sl(x), cmap='gray'); axs[0, 0].set_title('input', fontsize=8)
     axs[1, 0].imshow(sl(subject.label), cmap=SEG_CMAP, vmin=0, vmax=3, interpolation='nearest'); axs[1, 0].set_title('truth', fontsize=8)
     for j, (v, opts) in enumerate(variants.items(), 1):
-        m = adapt_segmenter(seg, [x], **opts)[0] if opts is not None else seg
-        lab, xh = predict_volume(m.S, x, m.G, roi=p.patch, overlap=p.eval_overlap, batch_size=p.batch_size, device=m.device)
+        lab, xh, _ = _segment_adapted(seg, x, opts, normalized=True)
         d = dice_per_class(lab, subject.label)
         axs[0, j].imshow(sl(xh if xh is not None else x), cmap='gray', vmin=0, vmax=float(np.percentile(x[subject.mask], 99.5)))
         axs[0, j].set_title(f'G(x), {v}', fontsize=8)
