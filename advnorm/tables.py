@@ -18,12 +18,12 @@ from .runner import run_name, run_experiment
 
 # %% auto #0
 __all__ = ['PAPER_TABLE1', 'PAPER_TABLE2', 'PAIRS', 'ORDERINGS', 'VARIANT_RUNS', 'GAN_FIELDS', 'RECORD_FIELDS',
-           'PROVENANCE_FIELDS', 'TABLE1_TARGET_SEEDS', 'TABLE1_SEEDS', 'JOURNAL_SEEDS', 'NOISE_RUNS', 'run_dir_for',
-           'results_dir', 'archive_run', 'sweep', 'table1', 'table2', 'seed_scores', 'paired', 'paired_table',
-           'noise_floor', 'noise_table', 'plot_paired', 'paper_ordering', 'lambda_variants', 'budget_variants',
-           'severity_variants', 'sweep_variants', 'journal_variants', 'journal_lambda', 'variants_table', 'plot_lambda',
-           'realism_table', 'gan_table', 'severity_table', 'plot_severity', 'check_record', 'expected_records',
-           'check_records']
+           'PROVENANCE_FIELDS', 'TABLE1_TARGET_SEEDS', 'TABLE1_SEEDS', 'JOURNAL_SEEDS', 'STANDARDIZATION',
+           'STANDARDIZATION_SEEDS', 'NOISE_RUNS', 'run_dir_for', 'results_dir', 'archive_run', 'sweep', 'table1',
+           'table2', 'seed_scores', 'paired', 'paired_table', 'noise_floor', 'noise_table', 'plot_paired',
+           'paper_ordering', 'lambda_variants', 'budget_variants', 'severity_variants', 'sweep_variants',
+           'journal_variants', 'journal_lambda', 'variants_table', 'plot_lambda', 'realism_table', 'gan_table',
+           'severity_table', 'plot_severity', 'check_record', 'expected_records', 'check_records']
 
 # %% ../nbs/15_tables.ipynb #f41e20fc
 PAPER_TABLE1 = {1: (0.906, 0.868, 0.863), 2: (0.813, 0.789, 0.839), 3: (0.401, 0.354, 0.519), 4: (0.293, 0.082, 0.563),
@@ -482,8 +482,10 @@ def check_record(folder,  # a kept record: the folder of one run's results.json 
 TABLE1_TARGET_SEEDS = 10   # rows 5-7 differ by little: 10 paired seeds per split (rows 1-4: 3, their gap is not in doubt)
 TABLE1_SEEDS = {           # the seeds recorded so far, per split and row: rows 5-7 grow towards the target as runs land
     'patch': {1: range(3), 2: range(3), 3: range(3), 4: range(3), 5: range(10), 6: range(10), 7: range(10)},
-    'subject': {e: range(3) for e in range(1, 8)}}
+    'subject': {1: range(3), 2: range(3), 3: range(3), 4: range(3), 5: range(5), 6: range(5), 7: range(5)}}
 JOURNAL_SEEDS = {'patch': (0, 1, 2), 'subject': (0, 1, 2)}   # the journal objective's row (at `journal_lambda`): seeds recorded per split
+STANDARDIZATION = ('5-whitestripe', '5-nyul')   # the classic standardizations beside exp 5's z-score (beyond.ipynb)
+STANDARDIZATION_SEEDS = {'patch': (), 'subject': ()}   # their seeds recorded per split
 NOISE_RUNS = {   # the implementation's own noise: Table 1 runs of seed 0 trained again, kept under results/noise/<what>/
     'threads2': [(7, 'patch')],   # the same seed with 2 threads instead of 1: (exp, split) pairs, as they land
     'rerun': [(5, 'patch')],   # the same seed and thread count, trained again on another machine
@@ -497,7 +499,8 @@ def expected_records(preset: str = 'quick',  # the preset's name the records wer
             'noise floor': [f'noise/{what}/{name(e, sp, 0)}' for what, runs in NOISE_RUNS.items() for e, sp in runs],
             'severity': [f'severity/{name(e, "patch", s, ov)}' for e, ov in severity_variants(preset=preset).values() for s in (0, 1)],
             'budget': [name(e, 'patch', s, ov) for e, ov in budget_variants(preset=preset).values() for s in (0, 1)],
-            'journal': _journal_expected(name)}
+            'journal': _journal_expected(name),
+            'standardization': [name(e, sp, s) for e in STANDARDIZATION for sp, seeds in STANDARDIZATION_SEEDS.items() for s in seeds]}
 
 def _journal_expected(name) -> list[str]:
     "The journal study's records once its row has seeds: the λ sweep (seed 0, patch) and the row's seeds at the λ kept."

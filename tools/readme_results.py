@@ -8,7 +8,7 @@ import argparse, sys
 from pathlib import Path
 import numpy as np
 from advnorm.tables import (sweep, paired, seed_scores, noise_floor, severity_variants, sweep_variants, budget_variants, results_dir,
-                            TABLE1_SEEDS, TABLE1_TARGET_SEEDS, PAIRS, SPLITS)
+                            TABLE1_SEEDS, TABLE1_TARGET_SEEDS, PAIRS, SPLITS, JOURNAL_SEEDS, journal_lambda)
 
 ROOT = Path(__file__).resolve().parent.parent
 BEGIN, END = '<!-- results: written by tools/readme_results.py from results/ -->', '<!-- results: end -->'
@@ -52,7 +52,32 @@ def results_text() -> str:
     out.append("`beyond.ipynb`: the intensity-shift sweep (GPU, seeds 0 and 1) gives exp 7 − exp 5 of " + ' / '.join(f'{a:+.3f}' for _, a, _ in g)
                + " and exp 7 − exp 6 of " + ' / '.join(f'{b:+.3f}' for *_, b in g) + " at severities 0.25 / 0.5 / 0.75 / 1; the budget × λ study is "
                "read there on paired seeds.")
+    out += _journal_text(res) + _adaptation_text()
     return '\n\n'.join(out)
+
+def _ci(p) -> str: return f"{p['mean']:+.3f} [{p['t_ci'][0]:+.3f}, {p['t_ci'][1]:+.3f}], {p['verdict']}"
+
+def _journal_text(res: dict) -> list[str]:
+    "The journal objective's row against rows 7, 6 and 5 on its paired seeds, per split."
+    if not any(JOURNAL_SEEDS.values()): return []
+    lam = journal_lambda()['lambda']; parts = []
+    for sp in SPLITS:
+        if not JOURNAL_SEEDS[sp]: continue
+        r = res[sp] | sweep(['7-journal'], list(JOURNAL_SEEDS[sp]), 'quick', sp, run_missing=False, overrides={'lambda_adv': lam})
+        parts.append(f"on the {sp} split ({len(JOURNAL_SEEDS[sp])} seeds) minus " + ', minus '.join(f"exp {a} {_ci(paired(r, a, '7-journal'))}" for a in (7, 6, 5)))
+    return [f"The authors' later objective, where G is asked to make D take G(x) for the other domain (`beyond.ipynb`; λ = {lam:g}, "
+            "chosen on the validation Dice loss): exp 7-journal " + '; '.join(parts) + '.']
+
+def _adaptation_text() -> list[str]:
+    "What test-time adaptation of G did on the sites never seen in training, run by run."
+    from advnorm.harmonize import load_adaptation, adaptation_gains
+    ads = load_adaptation(results_dir()/'harmonize')
+    if not ads: return []
+    g = adaptation_gains(ads)
+    return ["Test-time adaptation of G on two sites never seen in training (`18_harmonize.ipynb`; settings chosen on validation "
+            "subjects, then frozen), adapted − unadapted mean Dice: " + '; '.join(
+                f"exp {e} with {o} on {s} {np.mean(v):+.3f} ({len(v)} run{'s' if len(v) > 1 else ''}"
+                + (f", {sum(x > 0 for x in v)} of {len(v)} above zero)" if len(v) > 1 else ')') for (e, o, s), v in sorted(g.items(), key=str)) + '.']
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0]); ap.add_argument('--check', action='store_true')

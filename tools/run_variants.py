@@ -5,6 +5,7 @@
     python tools/run_variants.py table1 --exps 5 6 7 --seeds 3 4 5 6 7 8 9 --split subject   # more seeds of rows 5-7
     python tools/run_variants.py journal --seeds 0                                  # the journal objective, its lambda sweep
     python tools/run_variants.py journal --seeds 1 2 --lambdas 0.1                  # its row at the lambda kept (journal_lambda)
+    python tools/run_variants.py beyond --only whitestripe nyul --seeds 0 1 2 --split subject   # beyond.ipynb's variants
 
 Every finished run's `results.json` and `config.json` land in `--keep` (default `results/`, as `sweep` keeps them) and,
 with `--jsonl`, as one line in that file (a single file to carry back from another machine). Runs already kept with the
@@ -14,14 +15,17 @@ from __future__ import annotations
 import argparse, fcntl, json, multiprocessing as mp, os, sys, time
 from pathlib import Path
 
-from advnorm.tables import budget_variants, severity_variants
+from advnorm.tables import budget_variants, severity_variants, VARIANT_RUNS
 from advnorm.experiments import JOURNAL_LAMBDAS
 
 STUDIES = {'table1': lambda a: {f'exp {e}': (e, None) for e in a.exps},   # Table 1 rows, more seeds or another split
            'severity': lambda a: severity_variants(a.levels, a.exps, a.preset),
            'budget': lambda a: budget_variants((1, 3), (0.1, 1.0), a.preset),
            # the journal's objective (issue 27): λ chosen on the validation Dice loss of seed 0, before any test figure is read
-           'journal': lambda a: {f'7-journal lambda_adv={l}': ('7-journal', {'lambda_adv': l}) for l in a.lambdas or JOURNAL_LAMBDAS}}
+           'journal': lambda a: {f'7-journal lambda_adv={l}': ('7-journal', {'lambda_adv': l}) for l in a.lambdas or JOURNAL_LAMBDAS},
+           # beyond.ipynb's variants (`VARIANT_RUNS`) other than the Table 1 rows; --only keeps those whose label or key holds a word
+           'beyond': lambda a: {k: (e, ov) for k, (e, ov) in VARIANT_RUNS.items() if '(Table 1)' not in k
+                                and (not a.only or any(w.lower() in f'{k} {e} {ov}'.lower() for w in a.only))}}
 
 def _bench(kw):
     from advnorm.benchmark import ensure_benchmark
@@ -54,6 +58,7 @@ def main(argv=None):
     ap.add_argument('--levels', type=float, nargs='+', default=[0.25, 0.5, 0.75, 1.0], help='severity levels')
     ap.add_argument('--exps', type=int, nargs='+', default=[5, 6, 7], help='experiments of the severity study')
     ap.add_argument('--lambdas', type=float, nargs='+', default=None, help='lambda_adv of the journal study (default: JOURNAL_LAMBDAS)')
+    ap.add_argument('--only', nargs='+', default=None, help="beyond: the variants whose label or experiment holds one of these words (e.g. nyul lsgan)")
     ap.add_argument('--preset', default='quick'); ap.add_argument('--split', default='patch')
     ap.add_argument('--workers', type=int, default=2); ap.add_argument('--device', default='auto')
     ap.add_argument('--threads', type=int, default=1, help='torch threads per run (the records say how many)')
