@@ -29,8 +29,8 @@ __all__ = ['ACQUISITION_FIELDS', 'TRAVELLERS', 'IMAGE_AGREEMENT_VERSION', 'UNSEE
            'write_travelling', 'read_travelling', 'image_agreement', 'tissue_volumes', 'volume_difference',
            'travelling_scores', 'unseen_subject', 'write_unseen', 'unseen_scores', 'harmonization_record',
            'write_validation', 'site_dice', 'choose_adaptation', 'adaptation_variants', 'adaptation_record',
-           'plot_adaptation', 'load_harmonization', 'harmonization_table', 'load_adaptation', 'adaptation_table',
-           'choice_table', 'adaptation_gains']
+           'plot_adaptation', 'load_harmonization', 'harmonization_table', 'scored_models', 'load_adaptation',
+           'adaptation_table', 'choice_table', 'adaptation_gains']
 
 # %% ../nbs/18_harmonize.ipynb #e75994c2
 def _draw(anatomy: DomainProfile, imaging: DomainProfile, rng: np.random.Generator, voxel_mm: float):
@@ -337,17 +337,19 @@ def load_harmonization(root) -> list[dict]:
 
 def harmonization_table(recs: list[dict],  # harmonization records (`load_harmonization`)
                        ) -> str:
-    "A markdown table: per experiment, runs, image agreement before/after its normalization, segmentation and volume agreement, unseen-site Dice."
+    "A markdown table: per experiment, runs, image agreement before/after its normalization, segmentation and volume agreement, unseen-site Dice (mean ± sd over runs)."
     rows = ['| exp | runs | input SSIM | input MAD | normalized SSIM | normalized MAD | Dice of the two segmentations | '
             'volume difference CSF / GM / WM (%) | ' + ' | '.join(f'{s} Dice' for s in UNSEEN_PROFILES) + ' | in-domain volume Dice |',
             '|' + '---|' * (8 + len(UNSEEN_PROFILES) + 1)]
     for exp in sorted({r['exp'] for r in recs}, key=str):
         rs = [r for r in recs if r['exp'] == exp]; tr = [t for r in rs for t in r['travelling']]
         m = lambda f: float(np.nanmean([f(t) for t in tr]))
-        if any(r.get('image_agreement_version', 1) < IMAGE_AGREEMENT_VERSION for r in rs): m_img = lambda f: float('nan')   # an older scale: to score again
-        else: m_img = m
+        # image agreement from the records on today's scale only (an older one is left out of these four columns, not mixed in)
+        tr_img = [t for r in rs if r.get('image_agreement_version', 1) >= IMAGE_AGREEMENT_VERSION for t in r['travelling']]
+        m_img = lambda f: float(np.nanmean([f(t) for t in tr_img])) if tr_img else float('nan')
         vol = np.nanmean([t['volume_diff_pct'] for t in tr], 0)
-        unseen = [f"{np.mean([np.nanmean(r['unseen_dice'][s]) for r in rs]):.3f}" for s in UNSEEN_PROFILES]
+        ms = lambda v: f'{np.mean(v):.3f} ± {np.std(v, ddof=1):.3f}' if len(v) > 1 else f'{v[0]:.3f}'   # mean ± sd over runs
+        unseen = [ms([float(np.nanmean(r['unseen_dice'][s])) for r in rs]) for s in UNSEEN_PROFILES]
         own = [np.nanmean(r['in_domain_volume_dice']['mean']) for r in rs if r.get('in_domain_volume_dice')]
         own_s = f'{np.mean(own):.3f}' if own else '—'
         rows.append(f"| {exp} | {len(rs)} | {m_img(lambda t: t['input']['ssim']):.3f} | {m_img(lambda t: t['input']['mad']):.3f} | "
@@ -355,6 +357,19 @@ def harmonization_table(recs: list[dict],  # harmonization records (`load_harmon
                     f"{m(lambda t: np.nanmean(t['seg_dice'])):.3f} | {' / '.join(f'{v:.1f}' for v in vol)} | "
                     + ' | '.join(unseen) + f' | {own_s} |')
     return '\n'.join(rows)
+
+# %% ../nbs/18_harmonize.ipynb #ceb6d34e
+def scored_models(recs: list[dict],  # harmonization or adaptation records
+                  root=None,         # the Table 1 records' folder; default `results_dir()`
+                 ) -> dict:
+    "{run: 'its record' | 'trained again' | 'no record'}: whether a study scored the very checkpoint the run's kept record scored (same sha256)."
+    from advnorm.tables import results_dir
+    root, out = Path(root or results_dir()), {}
+    for r in recs:
+        f = root/r['run']/'results.json'
+        kept = json.loads(f.read_text()).get('provenance', {}).get('checkpoint_sha256') if f.exists() else None
+        out[r['run']] = 'no record' if kept is None else 'its record' if kept == r['checkpoint_sha256'] else 'trained again'
+    return out
 
 # %% ../nbs/18_harmonize.ipynb #e5b7b873
 def load_adaptation(root) -> list[dict]:

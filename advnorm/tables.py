@@ -485,7 +485,7 @@ TABLE1_SEEDS = {           # the seeds recorded so far, per split and row: rows 
     'subject': {1: range(3), 2: range(3), 3: range(3), 4: range(3), 5: range(5), 6: range(5), 7: range(5)}}
 JOURNAL_SEEDS = {'patch': (0, 1, 2), 'subject': (0, 1, 2)}   # the journal objective's row (at `journal_lambda`): seeds recorded per split
 STANDARDIZATION = ('5-whitestripe', '5-nyul')   # the classic standardizations beside exp 5's z-score (beyond.ipynb)
-STANDARDIZATION_SEEDS = {'patch': (), 'subject': ()}   # their seeds recorded per split
+STANDARDIZATION_SEEDS = {'patch': (0, 1, 2), 'subject': (0, 1, 2)}   # their seeds recorded per split
 NOISE_RUNS = {   # the implementation's own noise: Table 1 runs of seed 0 trained again, kept under results/noise/<what>/
     'threads2': [(7, 'patch')],   # the same seed with 2 threads instead of 1: (exp, split) pairs, as they land
     'rerun': [(5, 'patch')],   # the same seed and thread count, trained again on another machine
