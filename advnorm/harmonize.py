@@ -360,11 +360,10 @@ def harmonization_table(recs: list[dict],  # harmonization records (`load_harmon
 
 # %% ../nbs/18_harmonize.ipynb #ceb6d34e
 def scored_models(recs: list[dict],  # harmonization or adaptation records
-                  root=None,         # the Table 1 records' folder; default `results_dir()`
+                  root,              # the kept records' folder (`advnorm.tables.results_dir()`)
                  ) -> dict:
     "{run: 'its record' | 'trained again' | 'no record'}: whether a study scored the very checkpoint the run's kept record scored (same sha256)."
-    from advnorm.tables import results_dir
-    root, out = Path(root or results_dir()), {}
+    root, out = Path(root), {}
     for r in recs:
         f = root/r['run']/'results.json'
         kept = json.loads(f.read_text()).get('provenance', {}).get('checkpoint_sha256') if f.exists() else None
