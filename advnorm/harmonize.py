@@ -331,6 +331,10 @@ def plot_adaptation(seg: Segmenter,   # a loaded run
 
 
 # %% ../nbs/18_harmonize.ipynb #acfd0d4b
+def _mean_sd(v) -> str:
+    "'mean ± sd' of the runs' figures; the figure alone for one run, '—' for none."
+    return f'{np.mean(v):.3f} ± {np.std(v, ddof=1):.3f}' if len(v) > 1 else (f'{v[0]:.3f}' if v else '—')
+
 def load_harmonization(root) -> list[dict]:
     "Every `harmonize.json` under `root` (e.g. results/harmonize)."
     return [json.loads(f.read_text()) for f in sorted(Path(root).rglob('harmonize.json'))]
@@ -348,8 +352,7 @@ def harmonization_table(recs: list[dict],  # harmonization records (`load_harmon
         tr_img = [t for r in rs if r.get('image_agreement_version', 1) >= IMAGE_AGREEMENT_VERSION for t in r['travelling']]
         m_img = lambda f: float(np.nanmean([f(t) for t in tr_img])) if tr_img else float('nan')
         vol = np.nanmean([t['volume_diff_pct'] for t in tr], 0)
-        ms = lambda v: f'{np.mean(v):.3f} ± {np.std(v, ddof=1):.3f}' if len(v) > 1 else f'{v[0]:.3f}'   # mean ± sd over runs
-        unseen = [ms([float(np.nanmean(r['unseen_dice'][s])) for r in rs]) for s in UNSEEN_PROFILES]
+        unseen = [_mean_sd([float(np.nanmean(r['unseen_dice'][s])) for r in rs]) for s in UNSEEN_PROFILES]
         own = [np.nanmean(r['in_domain_volume_dice']['mean']) for r in rs if r.get('in_domain_volume_dice')]
         own_s = f'{np.mean(own):.3f}' if own else '—'
         rows.append(f"| {exp} | {len(rs)} | {m_img(lambda t: t['input']['ssim']):.3f} | {m_img(lambda t: t['input']['mad']):.3f} | "
@@ -379,7 +382,6 @@ def adaptation_table(recs: list[dict],  # adaptation records (`load_adaptation`)
                     ) -> str:
     "A markdown table: per experiment and adaptation, mean ± sd over runs of the unseen sites' Dice, the travelling subjects' segmentation agreement, and seconds per volume."
     sites = sorted({s for r in recs for s in r['unseen']})
-    ms = lambda v: f'{np.mean(v):.3f} ± {np.std(v, ddof=1):.3f}' if len(v) > 1 else (f'{v[0]:.3f}' if v else '—')
     rows = ['| exp | adaptation | runs | ' + ' | '.join(f'{s} Dice' for s in sites) + ' | travelling: Dice of the two segmentations | seconds per volume |',
             '|' + '---|' * (len(sites) + 5)]
     for exp in sorted({r['exp'] for r in recs}, key=str):
@@ -387,8 +389,8 @@ def adaptation_table(recs: list[dict],  # adaptation records (`load_adaptation`)
         for v in ('none', 'critic', 'entropy'):
             have = [r for r in rs if v in r['unseen'][sites[0]]]
             if not have: continue
-            dice = [ms([float(np.nanmean(r['unseen'][s][v]['dice'])) for r in have]) for s in sites]
-            agree = ms([float(np.nanmean([t['seg_dice'] for t in r['travelling'][v]])) for r in have])
+            dice = [_mean_sd([float(np.nanmean(r['unseen'][s][v]['dice'])) for r in have]) for s in sites]
+            agree = _mean_sd([float(np.nanmean([t['seg_dice'] for t in r['travelling'][v]])) for r in have])
             secs = float(np.mean([x for r in have for s in sites for x in r['unseen'][s][v]['seconds']]))
             rows.append(f'| {exp} | {v} | {len(have)} | ' + ' | '.join(dice) + f' | {agree} | {secs:.1f} |')
     return '\n'.join(rows)
