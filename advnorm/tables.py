@@ -255,6 +255,8 @@ VARIANT_RUNS = {   # label: (experiment, preset overrides)
     'exp 7, LSGAN': (7, {'adv_loss': 'lsgan'}),
     'exp 7, WGAN-GP': (7, {'adv_loss': 'wgan-gp'}),
     'exp 7, 3 domains': ('7-k3', {}),
+    'exp 7, λ=0.1': (7, {'lambda_adv': 0.1}),   # shares its patch-split seeds 0 and 1 with the budget study
+    'exp 7, λ=5': (7, {'lambda_adv': 5.0}),
 }
 
 def lambda_variants(lambdas=(0.1, 1.0, 5.0),  # the values of λ (`lambda_adv`)
