@@ -20,7 +20,7 @@ from .runner import run_name, run_experiment
 __all__ = ['PAPER_TABLE1', 'PAPER_TABLE2', 'PAIRS', 'ORDERINGS', 'VARIANT_RUNS', 'GAN_FIELDS', 'RECORD_FIELDS',
            'PROVENANCE_FIELDS', 'TABLE1_TARGET_SEEDS', 'TABLE1_SEEDS', 'JOURNAL_SEEDS', 'STANDARDIZATION',
            'STANDARDIZATION_SEEDS', 'NOISE_RUNS', 'run_dir_for', 'results_dir', 'archive_run', 'sweep', 'table1',
-           'table2', 'seed_scores', 'paired', 'paired_table', 'noise_floor', 'noise_table', 'plot_paired',
+           'table2', 'seed_scores', 'paired', 'paired_table', 'noise_floor', 'noise_table', 'plot_paired', 'on_domains',
            'paper_ordering', 'lambda_variants', 'budget_variants', 'severity_variants', 'sweep_variants',
            'journal_variants', 'journal_lambda', 'variants_table', 'plot_lambda', 'realism_table', 'gan_table',
            'severity_table', 'plot_severity', 'check_record', 'expected_records', 'check_records']
@@ -156,6 +156,8 @@ def paired(results: dict,            # `sweep`'s results: {(exp, seed): results}
 PAIRS = ((6, 7), (5, 7), (5, 6))   # (a, b): the differences exp 7 − exp 6, exp 7 − exp 5, exp 6 − exp 5
 
 def _ci(ci) -> str: return '—' if np.isnan(ci[0]) else f'{ci[0]:+.4f} to {ci[1]:+.4f}'
+def _row(x) -> str: return str(x) if str(x).startswith('exp ') else f'exp {x}'   # a Table 1 row (7), a key ('7-k3') or a variant's label
+def _diff(a, b) -> str: return f'{_row(b)} − {_row(a)}'
 
 def paired_table(by_split: dict,           # {split: `sweep` results}
                  pairs=PAIRS,              # (a, b) pairs of experiments: the differences exp b − exp a
@@ -166,7 +168,7 @@ def paired_table(by_split: dict,           # {split: `sweep` results}
     for a, b in pairs:
         for split, res in by_split.items():
             p = paired(res, a, b, how)
-            if p['n']: lines.append(f"| exp {b} − exp {a} | {split} | {p['n']} | {p['mean']:+.4f} | {_ci(p['t_ci'])} | "
+            if p['n']: lines.append(f"| {_diff(a, b)} | {split} | {p['n']} | {p['mean']:+.4f} | {_ci(p['t_ci'])} | "
                                     f"{_ci(p['boot_ci'])} | {p['positive']} / {p['negative']} | {p['verdict']} |")
     return '\n'.join(lines)
 
@@ -209,15 +211,27 @@ def plot_paired(by_split: dict,               # {split: `sweep` results}
             if p['n'] >= 2:
                 lo, hi = p['t_ci']
                 ax.errorbar(p['mean'], y, xerr=[[p['mean'] - lo], [hi - p['mean']]], fmt='D', color=f'C{i}', capsize=5,
-                            label=f"exp {b} − exp {a}: {p['verdict']} ({p['n']} seeds)")
+                            label=f"{_diff(a, b)}: {p['verdict']} ({p['n']} seeds)")
         ax.axvline(0, color='black', lw=1)
         if noise: ax.axvspan(-noise, noise, color='orange', alpha=.15, label='± the same seed trained again')
-        ax.set_yticks(range(len(pairs)), [f'exp {b} − exp {a}' for a, b in pairs][::-1])
+        ax.set_yticks(range(len(pairs)), [_diff(a, b) for a, b in pairs][::-1])
         ax.set(title=f'{split} split', xlabel=f"difference of mean Dice ({'test patches' if how == 'patch_dice' else 'test volumes'})")
         ax.grid(alpha=.3, axis='x'); ax.legend(fontsize=7, loc='lower left')
     fig.tight_layout()
     if path: fig.savefig(path, dpi=90)
     return fig
+
+# %% ../nbs/15_tables.ipynb #9b85a37e
+def on_domains(results: dict,  # `sweep`'s results: {(exp, seed): results}
+               domains,        # the test domains the mean is taken over, e.g. ('iSEG', 'MRBrainS')
+              ) -> dict:
+    "The same results with each Dice `'mean'` (test patches and volumes) taken over `domains` only; a copy, the input is untouched."
+    def one(r):
+        missing = [d for d in domains if d not in r['patch_dice'] or d not in r['volume_dice']]
+        if missing: raise ValueError(f"on_domains: exp {r['exp']} was not tested on {missing} (its test domains: {r.get('test_domains')})")
+        return r | {k: r[k] | {'mean': np.mean([r[k][d] for d in domains], 0).round(4).tolist()} for k in ('patch_dice', 'volume_dice')}
+    return {k: one(r) for k, r in results.items()}
+
 
 # %% ../nbs/15_tables.ipynb #facbb2d3
 ORDERINGS = (('cross-domain ≪ in-domain: exp 3 (iSEG→MRBrainS) < exp 2 (MRBrainS)', 3, 2),   # (claim, lower row, higher row)
