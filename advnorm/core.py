@@ -14,7 +14,8 @@ import advnorm
 # %% auto #0
 __all__ = ['KERNEL_TEXT_INTERVAL', 'project_root', 'home_dir', 'data_dir', 'runs_dir', 'shown_path', 'get_device',
            'seed_everything', 'temporary_beside', 'atomic_save', 'load_checkpoint', 'relative_paths', 'as_json',
-           'config_digest', 'file_sha256', 'git_commit', 'widget_frontend', 'progress_style', 'progress_bar']
+           'config_digest', 'file_sha256', 'weights_sha256', 'git_commit', 'widget_frontend', 'progress_style',
+           'progress_bar']
 
 # %% ../nbs/00_core.ipynb #344063fe
 def project_root() -> Path | None:
@@ -137,6 +138,16 @@ def file_sha256(path: str | Path,  # the file to hash
     with open(path, 'rb') as f:
         for block in iter(lambda: f.read(1 << 20), b''): h.update(block)
     return h.hexdigest()
+
+def weights_sha256(nets: dict,  # {network: state dict}, as a checkpoint's 'nets' holds them
+                  ) -> dict:
+    "{network: sha256 of its tensors' names and bytes}: the same weights give the same digest, whatever else the file holds."
+    out = {}
+    for k in sorted(nets):
+        h = hashlib.sha256()
+        for name, t in sorted(nets[k].items()): h.update(name.encode()); h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        out[k] = h.hexdigest()
+    return out
 
 def git_commit(root: Path | None = None,  # the checkout; default `project_root()` (None when advnorm is installed from a wheel)
               ) -> str:

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 from .core import progress_bar  # the widget in JupyterLab, text under papermill
 
 import advnorm
-from .core import get_device, load_checkpoint, config_digest, file_sha256, git_commit, relative_paths, as_json
+from .core import get_device, load_checkpoint, config_digest, file_sha256, weights_sha256, git_commit, relative_paths, as_json
 from .data import LABELS, normalize_input
 from .patches import PatchDataset
 from .experiments import Preset
@@ -163,9 +163,9 @@ def provenance(run_dir,         # the run folder
                ckpt_name: str,  # the scored checkpoint's file name ('best.pt' or 'checkpoint.pt')
                device,          # where it is scored
               ) -> dict:
-    "What a record scored: the checkpoint's and config's sha256, the run's id, the code and machine that trained and scored it."
-    bench = cfg.get('benchmark')
-    return {'checkpoint': ckpt_name, 'checkpoint_sha256': file_sha256(Path(run_dir)/ckpt_name),
+    "What a record scored: the checkpoint's sha256 and its weights' (equal for a run trained again bit for bit), the config's, the run's id, the code and machine that trained and scored it."
+    bench, ck = cfg.get('benchmark'), Path(run_dir)/ckpt_name
+    return {'checkpoint': ckpt_name, 'checkpoint_sha256': file_sha256(ck), 'weights_sha256': weights_sha256(load_checkpoint(ck)['nets']),
             'config_sha256': config_digest(cfg), 'run_id': cfg.get('run_id'),
             'benchmark': bench, 'benchmark_version': _benchmark_version(bench),
             'trained': {'advnorm': cfg.get('advnorm'), 'git_commit': cfg.get('git_commit', 'unknown'), 'torch': cfg.get('torch'),

@@ -17,13 +17,14 @@ from .train import resolve_preset
 from .runner import run_name, run_experiment
 
 # %% auto #0
-__all__ = ['PAPER_TABLE1', 'PAPER_TABLE2', 'PAIRS', 'ORDERINGS', 'VARIANT_RUNS', 'GAN_FIELDS', 'RECORD_FIELDS',
+__all__ = ['PAPER_TABLE1', 'PAPER_TABLE2', 'PAIRS', 'NOISE_WHY', 'ORDERINGS', 'VARIANT_RUNS', 'GAN_FIELDS', 'RECORD_FIELDS',
            'PROVENANCE_FIELDS', 'TABLE1_TARGET_SEEDS', 'TABLE1_SEEDS', 'JOURNAL_SEEDS', 'STANDARDIZATION',
-           'STANDARDIZATION_SEEDS', 'NOISE_RUNS', 'run_dir_for', 'results_dir', 'archive_run', 'sweep', 'table1',
-           'table2', 'seed_scores', 'paired', 'paired_table', 'noise_floor', 'noise_table', 'plot_paired', 'on_domains',
-           'paper_ordering', 'lambda_variants', 'budget_variants', 'severity_variants', 'sweep_variants',
-           'journal_variants', 'journal_lambda', 'variants_table', 'plot_lambda', 'realism_table', 'gan_table',
-           'severity_table', 'plot_severity', 'check_record', 'expected_records', 'check_records']
+           'STANDARDIZATION_SEEDS', 'EXP7_VARIANTS', 'VARIANT_SEEDS', 'NOISE_RUNS', 'run_dir_for', 'results_dir',
+           'archive_run', 'sweep', 'table1', 'table2', 'seed_scores', 'paired', 'paired_table', 'noise_floor',
+           'noise_table', 'plot_paired', 'on_domains', 'paper_ordering', 'lambda_variants', 'budget_variants',
+           'severity_variants', 'sweep_variants', 'journal_variants', 'journal_lambda', 'variants_table', 'plot_lambda',
+           'realism_table', 'gan_table', 'severity_table', 'plot_severity', 'check_record', 'expected_records',
+           'check_records']
 
 # %% ../nbs/15_tables.ipynb #f41e20fc
 PAPER_TABLE1 = {1: (0.906, 0.868, 0.863), 2: (0.813, 0.789, 0.839), 3: (0.401, 0.354, 0.519), 4: (0.293, 0.082, 0.563),
@@ -172,6 +173,9 @@ def paired_table(by_split: dict,           # {split: `sweep` results}
                                     f"{_ci(p['boot_ci'])} | {p['positive']} / {p['negative']} | {p['verdict']} |")
     return '\n'.join(lines)
 
+NOISE_WHY = {'rerun': 'the same seed and threads, trained again later (another machine)', 'threads2': '2 threads instead of 1',
+             'retrain': 'the same seed and threads, trained again later (the same machine)'}   # what each noise/<what>/ run changed
+
 def noise_floor(root=None,                 # records folder; default `results_dir()`
                 how: str = 'patch_dice',   # 'patch_dice' (test patches) or 'volume_dice' (test volumes)
                ) -> list[dict]:
@@ -184,15 +188,15 @@ def noise_floor(root=None,                 # records folder; default `results_di
         d, d0 = float(np.mean(r[how]['mean'])), float(np.mean(t[how]['mean']))
         rows.append({'what': f.parent.parent.name, 'run': f.parent.name, 'exp': r['exp'], 'split': r['split'], 'seed': r['seed'],
                      'threads': (t.get('threads'), r.get('threads')), 'device': (t.get('device'), r.get('device')),
+                     'commits': tuple(((x.get('provenance') or {}).get('trained') or {}).get('git_commit', 'unknown')[:7] for x in (t, r)),
                      'dice': (d0, d), 'delta': d - d0})
     return rows
 
 def noise_table(rows: list[dict],  # `noise_floor`'s rows
                ) -> str:
     "Markdown of `noise_floor`: the Table 1 record, the same seed trained again, and the difference of their mean Dice."
-    lines = ['| run | trained again with | mean Dice, Table 1 record | trained again | difference |', '|---|---|---|---|---|']
-    why = {'rerun': 'the same seed and threads, trained again later (another machine)', 'threads2': '2 threads instead of 1'}
-    lines += [f"| {r['run']} | {why.get(r['what'], r['what'])} | {r['dice'][0]:.4f} | {r['dice'][1]:.4f} | {r['delta']:+.4f} |" for r in rows]
+    lines = ['| run | trained again with | commits (record → again) | mean Dice, Table 1 record | trained again | difference |', '|---|---|---|---|---|---|']
+    lines += [f"| {r['run']} | {NOISE_WHY.get(r['what'], r['what'])} | {' → '.join(r['commits'])} | {r['dice'][0]:.4f} | {r['dice'][1]:.4f} | {r['delta']:+.4f} |" for r in rows]
     return '\n'.join(lines)
 
 def plot_paired(by_split: dict,               # {split: `sweep` results}
@@ -502,9 +506,12 @@ TABLE1_SEEDS = {           # the seeds recorded so far, per split and row: rows 
 JOURNAL_SEEDS = {'patch': (0, 1, 2), 'subject': (0, 1, 2)}   # the journal objective's row (at `journal_lambda`): seeds recorded per split
 STANDARDIZATION = ('5-whitestripe', '5-nyul')   # the classic standardizations beside exp 5's z-score (beyond.ipynb)
 STANDARDIZATION_SEEDS = {'patch': (0, 1, 2), 'subject': (0, 1, 2)}   # their seeds recorded per split
-NOISE_RUNS = {   # the implementation's own noise: Table 1 runs of seed 0 trained again, kept under results/noise/<what>/
-    'threads2': [(7, 'patch')],   # the same seed with 2 threads instead of 1: (exp, split) pairs, as they land
-    'rerun': [(5, 'patch')],   # the same seed and thread count, trained again on another machine
+EXP7_VARIANTS = ('exp 7, LSGAN', 'exp 7, WGAN-GP', 'exp 7, 3 domains', 'exp 7, λ=0.1', 'exp 7, λ=5')   # VARIANT_RUNS beside exp 7 (beyond.ipynb)
+VARIANT_SEEDS = {'patch': (), 'subject': ()}   # their seeds recorded per split
+NOISE_RUNS = {   # the implementation's own noise: Table 1 runs trained again, kept under results/noise/<what>/, as (exp, split, seed)
+    'threads2': [(7, 'patch', 0)],   # the same seed with 2 threads instead of 1
+    'rerun': [(5, 'patch', 0)],      # the same seed and thread count, trained again on another machine
+    'retrain': [(5, 'patch', 6), (5, 'patch', 8), (5, 'patch', 9)],   # the same seed and thread count, trained again later on the same machine
 }
 
 def expected_records(preset: str = 'quick',  # the preset's name the records were trained with
@@ -512,11 +519,12 @@ def expected_records(preset: str = 'quick',  # the preset's name the records wer
     "{table: [folders under results/]}: every record each committed table and study is drawn from."
     name = lambda e, sp, s, ov=None: run_name(as_experiment(e), preset, sp, s, ov or None)
     return {'table1': [name(e, sp, s) for sp in SPLITS for e, seeds in TABLE1_SEEDS[sp].items() for s in seeds],
-            'noise floor': [f'noise/{what}/{name(e, sp, 0)}' for what, runs in NOISE_RUNS.items() for e, sp in runs],
+            'noise floor': [f'noise/{what}/{name(e, sp, s)}' for what, runs in NOISE_RUNS.items() for e, sp, s in runs],
             'severity': [f'severity/{name(e, "patch", s, ov)}' for e, ov in severity_variants(preset=preset).values() for s in (0, 1)],
             'budget': [name(e, 'patch', s, ov) for e, ov in budget_variants(preset=preset).values() for s in (0, 1)],
             'journal': _journal_expected(name),
-            'standardization': [name(e, sp, s) for e in STANDARDIZATION for sp, seeds in STANDARDIZATION_SEEDS.items() for s in seeds]}
+            'standardization': [name(e, sp, s) for e in STANDARDIZATION for sp, seeds in STANDARDIZATION_SEEDS.items() for s in seeds],
+            'exp 7 variants': [name(*VARIANT_RUNS[k], sp, s) for k in EXP7_VARIANTS for sp, seeds in VARIANT_SEEDS.items() for s in seeds]}
 
 def _journal_expected(name) -> list[str]:
     "The journal study's records once its row has seeds: the λ sweep (seed 0, patch) and the row's seeds at the λ kept."

@@ -9,23 +9,14 @@ those of the uninterrupted one).
 from __future__ import annotations
 import argparse, hashlib, json, sys
 from pathlib import Path
-from advnorm.core import load_checkpoint
+from advnorm.core import load_checkpoint, weights_sha256
 
 TIMING = ('train_seconds', 'patches_per_s')
-
-def weights_digest(nets: dict) -> dict:
-    "{network: sha256 of its state dict's tensors, by name}."
-    out = {}
-    for k in sorted(nets):
-        h = hashlib.sha256()
-        for name, t in sorted(nets[k].items()): h.update(name.encode()); h.update(t.detach().cpu().contiguous().numpy().tobytes())
-        out[k] = h.hexdigest()
-    return out
 
 def run_digest(run) -> dict:
     run = Path(run); out = {}
     for f in ('checkpoint.pt', 'best.pt'):
-        if (run/f).exists(): out[f] = weights_digest(load_checkpoint(run/f)['nets'])
+        if (run/f).exists(): out[f] = weights_sha256(load_checkpoint(run/f)['nets'])
     recs = [json.loads(l) for l in (run/'metrics.jsonl').read_text().splitlines()]
     recs = [{k: v for k, v in r.items() if k not in TIMING} for r in recs if not r.get('resumed')]
     out['metrics.jsonl'] = {'records': len(recs), 'sha256': hashlib.sha256(json.dumps(recs, sort_keys=True).encode()).hexdigest()}
