@@ -38,7 +38,7 @@ def results_text() -> str:
                    f"exp {b} − exp {a} {p['mean']:+.3f} [{p['t_ci'][0]:+.3f}, {p['t_ci'][1]:+.3f}] on the {sp} split, {p['verdict']}"
                    for a, b in PAIRS for sp in SPLITS for p in [paired(res[sp], a, b)]) + '.')
     nf = noise_floor()
-    if nf: out.append("The implementation's own noise: " + '; '.join(f"{r['run']} trained again ({NOISE_WHY[r['what']]}) "
+    if nf: out.append("The implementation's own noise: " + '; '.join(f"{r['run']} ({NOISE_WHY[r['what']]}) "
                                                               f"{r['delta']:+.3f}" for r in nf) + '.')
     rz = {e: [r['realism'] for sp in SPLITS for (x, _), r in res[sp].items() if x == e and 'realism' in r] for e in (6, 7)}
     out.append("Realism of G's images (`13_realism`, both splits): W1 to the nearest real domain " + ', '.join(
@@ -52,7 +52,7 @@ def results_text() -> str:
     out.append("`beyond.ipynb`: the intensity-shift sweep (GPU, seeds 0 and 1) gives exp 7 − exp 5 of " + ' / '.join(f'{a:+.3f}' for _, a, _ in g)
                + " and exp 7 − exp 6 of " + ' / '.join(f'{b:+.3f}' for *_, b in g) + " at severities 0.25 / 0.5 / 0.75 / 1; the budget × λ study is "
                "read there on paired seeds.")
-    out += _journal_text(res) + _adaptation_text()
+    out += _journal_text(res) + _beyond_text(res) + _adaptation_text()
     return '\n\n'.join(out)
 
 def _ci(p) -> str: return f"{p['mean']:+.3f} [{p['t_ci'][0]:+.3f}, {p['t_ci'][1]:+.3f}], {p['verdict']}"
@@ -67,6 +67,25 @@ def _journal_text(res: dict) -> list[str]:
         parts.append(f"on the {sp} split ({len(JOURNAL_SEEDS[sp])} seeds) minus " + ', minus '.join(f"exp {a} {_ci(paired(r, a, '7-journal'))}" for a in (7, 6, 5)))
     return [f"The authors' later objective, where G is asked to make D take G(x) for the other domain (`beyond.ipynb`; λ = {lam:g}, "
             "chosen on the validation Dice loss): exp 7-journal " + '; '.join(parts) + '.']
+
+def _beyond_text(res: dict) -> list[str]:
+    "Classic standardization against z-score, and exp 7 with one thing changed against exp 7, on paired seeds (beyond.ipynb)."
+    from advnorm.tables import STANDARDIZATION, STANDARDIZATION_SEEDS, EXP7_VARIANTS, VARIANT_SEEDS, VARIANT_RUNS, on_domains
+    say = lambda p: f"{_ci(p)} ({p['n']} seeds)"
+    names, out = {'5-whitestripe': 'WhiteStripe', '5-nyul': 'Nyúl'}, []
+    parts = [f"{names[e]} − z-score {say(paired(r, 5, e))} on the {sp} split" for sp in SPLITS if STANDARDIZATION_SEEDS[sp]
+             for r in [res[sp] | sweep(list(STANDARDIZATION), list(STANDARDIZATION_SEEDS[sp]), 'quick', sp, run_missing=False)] for e in STANDARDIZATION]
+    if parts: out.append("Classic standardization in place of exp 5's z-score (`beyond.ipynb`): " + '; '.join(parts) + '.')
+    parts = []
+    for sp in SPLITS:
+        if not VARIANT_SEEDS[sp]: continue
+        v = sweep_variants({k: VARIANT_RUNS[k] for k in EXP7_VARIANTS}, list(VARIANT_SEEDS[sp]), 'quick', sp, run_missing=False, progress=False)
+        lab = on_domains({(k, s): r for k, runs in v.items() for s, r in runs.items()}
+                         | {('exp 7', s): r for (e, s), r in res[sp].items() if e == 7}, ('iSEG', 'MRBrainS'))
+        parts += [f"{k.removeprefix('exp 7, ')} {say(paired(lab, 'exp 7', k))} on the {sp} split" for k in EXP7_VARIANTS]
+    if parts: out.append("Exp 7 with one thing changed (`beyond.ipynb`; each minus exp 7 on the same seeds, Dice on the two Table 1 domains): "
+                         + '; '.join(parts) + '.')
+    return out
 
 def _adaptation_text() -> list[str]:
     "What test-time adaptation of G did on the sites never seen in training, run by run."
