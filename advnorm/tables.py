@@ -502,7 +502,7 @@ def check_record(folder,  # a kept record: the folder of one run's results.json 
 TABLE1_TARGET_SEEDS = 10   # rows 5-7 differ by little: 10 paired seeds per split (rows 1-4: 3, their gap is not in doubt)
 TABLE1_SEEDS = {           # the seeds recorded so far, per split and row: rows 5-7 grow towards the target as runs land
     'patch': {1: range(3), 2: range(3), 3: range(3), 4: range(3), 5: range(10), 6: range(10), 7: range(10)},
-    'subject': {1: range(3), 2: range(3), 3: range(3), 4: range(3), 5: range(5), 6: range(5), 7: range(5)}}
+    'subject': {1: range(3), 2: range(3), 3: range(3), 4: range(3), 5: range(10), 6: range(10), 7: range(10)}}
 JOURNAL_SEEDS = {'patch': (0, 1, 2), 'subject': (0, 1, 2)}   # the journal objective's row (at `journal_lambda`): seeds recorded per split
 STANDARDIZATION = ('5-whitestripe', '5-nyul')   # the classic standardizations beside exp 5's z-score (beyond.ipynb)
 STANDARDIZATION_SEEDS = {'patch': (0, 1, 2), 'subject': (0, 1, 2)}   # their seeds recorded per split
