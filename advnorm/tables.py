@@ -507,7 +507,7 @@ JOURNAL_SEEDS = {'patch': (0, 1, 2), 'subject': (0, 1, 2)}   # the journal objec
 STANDARDIZATION = ('5-whitestripe', '5-nyul')   # the classic standardizations beside exp 5's z-score (beyond.ipynb)
 STANDARDIZATION_SEEDS = {'patch': (0, 1, 2), 'subject': (0, 1, 2)}   # their seeds recorded per split
 EXP7_VARIANTS = ('exp 7, LSGAN', 'exp 7, WGAN-GP', 'exp 7, 3 domains', 'exp 7, λ=0.1', 'exp 7, λ=5')   # VARIANT_RUNS beside exp 7 (beyond.ipynb)
-VARIANT_SEEDS = {'patch': (), 'subject': ()}   # their seeds recorded per split
+VARIANT_SEEDS = {k: {'patch': (), 'subject': ()} for k in EXP7_VARIANTS}   # each variant's seeds recorded so far, per split
 NOISE_RUNS = {   # the implementation's own noise: Table 1 runs trained again, kept under results/noise/<what>/, as (exp, split, seed)
     'threads2': [(7, 'patch', 0)],   # the same seed with 2 threads instead of 1
     'rerun': [(5, 'patch', 0)],      # the same seed and thread count, trained again on another machine
@@ -524,7 +524,7 @@ def expected_records(preset: str = 'quick',  # the preset's name the records wer
             'budget': [name(e, 'patch', s, ov) for e, ov in budget_variants(preset=preset).values() for s in (0, 1)],
             'journal': _journal_expected(name),
             'standardization': [name(e, sp, s) for e in STANDARDIZATION for sp, seeds in STANDARDIZATION_SEEDS.items() for s in seeds],
-            'exp 7 variants': [name(*VARIANT_RUNS[k], sp, s) for k in EXP7_VARIANTS for sp, seeds in VARIANT_SEEDS.items() for s in seeds]}
+            'exp 7 variants': [name(*VARIANT_RUNS[k], sp, s) for k, by in VARIANT_SEEDS.items() for sp, seeds in by.items() for s in seeds]}
 
 def _journal_expected(name) -> list[str]:
     "The journal study's records once its row has seeds: the λ sweep (seed 0, patch) and the row's seeds at the λ kept."

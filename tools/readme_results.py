@@ -78,11 +78,11 @@ def _beyond_text(res: dict) -> list[str]:
     if parts: out.append("Classic standardization in place of exp 5's z-score (`beyond.ipynb`): " + '; '.join(parts) + '.')
     parts = []
     for sp in SPLITS:
-        if not VARIANT_SEEDS[sp]: continue
-        v = sweep_variants({k: VARIANT_RUNS[k] for k in EXP7_VARIANTS}, list(VARIANT_SEEDS[sp]), 'quick', sp, run_missing=False, progress=False)
+        ks = [k for k in EXP7_VARIANTS if VARIANT_SEEDS[k][sp]]
+        v = {k: sweep_variants({k: VARIANT_RUNS[k]}, list(VARIANT_SEEDS[k][sp]), 'quick', sp, run_missing=False, progress=False)[k] for k in ks}
         lab = on_domains({(k, s): r for k, runs in v.items() for s, r in runs.items()}
                          | {('exp 7', s): r for (e, s), r in res[sp].items() if e == 7}, ('iSEG', 'MRBrainS'))
-        parts += [f"{k.removeprefix('exp 7, ')} {say(paired(lab, 'exp 7', k))} on the {sp} split" for k in EXP7_VARIANTS]
+        parts += [f"{k.removeprefix('exp 7, ')} {say(paired(lab, 'exp 7', k))} on the {sp} split" for k in ks]
     if parts: out.append("Exp 7 with one thing changed (`beyond.ipynb`; each minus exp 7 on the same seeds, Dice on the two Table 1 domains): "
                          + '; '.join(parts) + '.')
     return out
