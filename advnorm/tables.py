@@ -10,7 +10,7 @@ import numpy as np
 from scipy import stats
 from .core import runs_dir, home_dir, config_digest, relative_paths, as_json
 from .experiments import EXPERIMENTS, JOURNAL_LAMBDAS, get_experiment, get_preset
-from .benchmark import benchmark_dir
+from .rundata import benchmark_name
 from .sites import as_experiment
 from .patches import SPLITS   # the splits a table is drawn on: those of the data layer
 from .train import resolve_preset
@@ -57,9 +57,10 @@ def archive_run(run_dir,    # a finished run's folder (with results.json and con
         (dest/name).write_text(json.dumps(rec, indent=1) + '\n')
     return dest
 
-def _benchmark_now(preset, data, overrides=None) -> str | None:
-    "The benchmark folder name a run of `preset` (with `overrides`) on `data` uses now (None for real data)."
-    return benchmark_dir(**get_preset(preset, **(overrides or {})).benchmark).name if str(data) == 'synthetic' else None
+def _benchmark_now(exp, preset, data, overrides=None) -> str | None:
+    "The benchmark folder name a run of `exp` with `preset` (and `overrides`) on `data` uses now (None for real data): a 3-domain run's has its third domain."
+    e = as_experiment(exp)
+    return benchmark_name(e, resolve_preset(e, preset, **(overrides or {})), data)
 
 def sweep(exps=tuple(EXPERIMENTS),         # registry keys: Table 1 rows (7) or variants ('7-k3')
           seeds=(0, 1),                    # the seeds run for each
@@ -75,8 +76,9 @@ def sweep(exps=tuple(EXPERIMENTS),         # registry keys: Table 1 rows (7) or 
          ) -> dict:
     "`{(exp, seed): results}` of every run: from the kept records, from the run folder, or run with `run_experiment` when missing."
     keep = Path(keep) if keep else (results_dir() if root is None else Path(root)/'results')
-    bench, out = _benchmark_now(preset, data, overrides), {}
+    out = {}
     for exp in exps:
+        bench = _benchmark_now(exp, preset, data, overrides)
         for seed in seeds:
             d = run_dir_for(exp, preset, split, seed, root, overrides)
             kept = keep/d.name/'results.json'
@@ -507,9 +509,11 @@ JOURNAL_SEEDS = {'patch': (0, 1, 2), 'subject': (0, 1, 2)}   # the journal objec
 STANDARDIZATION = ('5-whitestripe', '5-nyul')   # the classic standardizations beside exp 5's z-score (beyond.ipynb)
 STANDARDIZATION_SEEDS = {'patch': (0, 1, 2), 'subject': (0, 1, 2)}   # their seeds recorded per split
 EXP7_VARIANTS = ('exp 7, LSGAN', 'exp 7, WGAN-GP', 'exp 7, 3 domains', 'exp 7, λ=0.1', 'exp 7, λ=5')   # VARIANT_RUNS beside exp 7 (beyond.ipynb)
-VARIANT_SEEDS = {k: {'patch': (), 'subject': ()} for k in EXP7_VARIANTS}   # each variant's seeds recorded so far, per split
+VARIANT_SEEDS = {   # each variant's seeds recorded so far, per split (λ = 0.1's patch seeds 0 and 1 are the budget study's runs)
+    'exp 7, LSGAN': {'patch': (0,), 'subject': ()}, 'exp 7, WGAN-GP': {'patch': (0,), 'subject': ()},
+    'exp 7, 3 domains': {'patch': (0,), 'subject': ()}, 'exp 7, λ=0.1': {'patch': (0, 1), 'subject': ()}, 'exp 7, λ=5': {'patch': (0,), 'subject': ()}}
 NOISE_RUNS = {   # the implementation's own noise: Table 1 runs trained again, kept under results/noise/<what>/, as (exp, split, seed)
-    'threads2': [(7, 'patch', 0)],   # the same seed with 2 threads instead of 1
+    'threads2': [(5, 'patch', 0), (6, 'patch', 0), (7, 'patch', 0)],   # the same seed with 2 threads instead of 1
     'rerun': [(5, 'patch', 0)],      # the same seed and thread count, trained again on another machine
     'retrain': [(5, 'patch', 6), (5, 'patch', 8), (5, 'patch', 9)],   # the same seed and thread count, trained again later on the same machine
 }
@@ -524,7 +528,7 @@ def expected_records(preset: str = 'quick',  # the preset's name the records wer
             'budget': [name(e, 'patch', s, ov) for e, ov in budget_variants(preset=preset).values() for s in (0, 1)],
             'journal': _journal_expected(name),
             'standardization': [name(e, sp, s) for e in STANDARDIZATION for sp, seeds in STANDARDIZATION_SEEDS.items() for s in seeds],
-            'exp 7 variants': [name(*VARIANT_RUNS[k], sp, s) for k, by in VARIANT_SEEDS.items() for sp, seeds in by.items() for s in seeds]}
+            'exp 7 variants': [name(VARIANT_RUNS[k][0], sp, s, VARIANT_RUNS[k][1]) for k, by in VARIANT_SEEDS.items() for sp, seeds in by.items() for s in seeds]}
 
 def _journal_expected(name) -> list[str]:
     "The journal study's records once its row has seeds: the λ sweep (seed 0, patch) and the row's seeds at the λ kept."

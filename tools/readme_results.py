@@ -71,7 +71,7 @@ def _journal_text(res: dict) -> list[str]:
 def _beyond_text(res: dict) -> list[str]:
     "Classic standardization against z-score, and exp 7 with one thing changed against exp 7, on paired seeds (beyond.ipynb)."
     from advnorm.tables import STANDARDIZATION, STANDARDIZATION_SEEDS, EXP7_VARIANTS, VARIANT_SEEDS, VARIANT_RUNS, on_domains
-    say = lambda p: f"{_ci(p)} ({p['n']} seeds)"
+    say = lambda p: f"{_ci(p)} ({p['n']} seeds)" if p['n'] >= 2 else f"{p['mean']:+.3f} (one seed, no interval)"
     names, out = {'5-whitestripe': 'WhiteStripe', '5-nyul': 'Nyúl'}, []
     parts = [f"{names[e]} − z-score {say(paired(r, 5, e))} on the {sp} split" for sp in SPLITS if STANDARDIZATION_SEEDS[sp]
              for r in [res[sp] | sweep(list(STANDARDIZATION), list(STANDARDIZATION_SEEDS[sp]), 'quick', sp, run_missing=False)] for e in STANDARDIZATION]
