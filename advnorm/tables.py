@@ -23,8 +23,8 @@ __all__ = ['PAPER_TABLE1', 'PAPER_TABLE2', 'PAIRS', 'NOISE_WHY', 'ORDERINGS', 'V
            'archive_run', 'sweep', 'table1', 'table2', 'seed_scores', 'paired', 'paired_table', 'noise_floor',
            'noise_table', 'plot_paired', 'on_domains', 'paper_ordering', 'lambda_variants', 'budget_variants',
            'severity_variants', 'sweep_variants', 'journal_variants', 'journal_lambda', 'variants_table', 'plot_lambda',
-           'realism_table', 'gan_table', 'severity_table', 'plot_severity', 'check_record', 'expected_records',
-           'check_records']
+           'realism_table', 'gan_table', 'severity_table', 'plot_severity', 'check_record', 'variant_seed_results',
+           'expected_records', 'check_records']
 
 # %% ../nbs/15_tables.ipynb #f41e20fc
 PAPER_TABLE1 = {1: (0.906, 0.868, 0.863), 2: (0.813, 0.789, 0.839), 3: (0.401, 0.354, 0.519), 4: (0.293, 0.082, 0.563),
@@ -517,6 +517,18 @@ NOISE_RUNS = {   # the implementation's own noise: Table 1 runs trained again, k
     'rerun': [(5, 'patch', 0)],      # the same seed and thread count, trained again on another machine
     'retrain': [(5, 'patch', 6), (5, 'patch', 8), (5, 'patch', 9)],   # the same seed and thread count, trained again later on the same machine
 }
+
+def variant_seed_results(split: str,               # 'patch' or 'subject'
+                         seeds=None,               # the seeds of every variant; None: each its own (`VARIANT_SEEDS`)
+                         variants=EXP7_VARIANTS,   # labels of `VARIANT_RUNS`
+                         preset='quick', data='synthetic', run_missing: bool = False,   # as in `sweep`
+                        ) -> dict:
+    "{label: {seed: results}} of exp 7's `variants` on `split`, each on its seeds, and Table 1's exp 7 on all of them ({} when none)."
+    own = {k: list(VARIANT_SEEDS[k][split]) if seeds is None else list(seeds) for k in variants}
+    t1 = sorted({s for v in own.values() for s in v})
+    if not t1: return {}
+    run = lambda k, ss: sweep_variants({k: VARIANT_RUNS[k]}, ss, preset, split, data, run_missing=run_missing, progress=False)[k]
+    return {'exp 7, log loss (Table 1)': run('exp 7, log loss (Table 1)', t1)} | {k: run(k, ss) for k, ss in own.items() if ss}
 
 def expected_records(preset: str = 'quick',  # the preset's name the records were trained with
                     ) -> dict:

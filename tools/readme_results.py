@@ -70,7 +70,7 @@ def _journal_text(res: dict) -> list[str]:
 
 def _beyond_text(res: dict) -> list[str]:
     "Classic standardization against z-score, and exp 7 with one thing changed against exp 7, on paired seeds (beyond.ipynb)."
-    from advnorm.tables import STANDARDIZATION, STANDARDIZATION_SEEDS, EXP7_VARIANTS, VARIANT_SEEDS, VARIANT_RUNS, on_domains
+    from advnorm.tables import STANDARDIZATION, STANDARDIZATION_SEEDS, EXP7_VARIANTS, variant_seed_results, on_domains
     say = lambda p: f"{_ci(p)} ({p['n']} seeds)" if p['n'] >= 2 else f"{p['mean']:+.3f} (one seed, no interval)"
     names, out = {'5-whitestripe': 'WhiteStripe', '5-nyul': 'Nyúl'}, []
     parts = [f"{names[e]} − z-score {say(paired(r, 5, e))} on the {sp} split" for sp in SPLITS if STANDARDIZATION_SEEDS[sp]
@@ -78,11 +78,9 @@ def _beyond_text(res: dict) -> list[str]:
     if parts: out.append("Classic standardization in place of exp 5's z-score (`beyond.ipynb`): " + '; '.join(parts) + '.')
     parts = []
     for sp in SPLITS:
-        ks = [k for k in EXP7_VARIANTS if VARIANT_SEEDS[k][sp]]
-        v = {k: sweep_variants({k: VARIANT_RUNS[k]}, list(VARIANT_SEEDS[k][sp]), 'quick', sp, run_missing=False, progress=False)[k] for k in ks}
-        lab = on_domains({(k, s): r for k, runs in v.items() for s, r in runs.items()}
-                         | {('exp 7', s): r for (e, s), r in res[sp].items() if e == 7}, ('iSEG', 'MRBrainS'))
-        parts += [f"{k.removeprefix('exp 7, ')} {say(paired(lab, 'exp 7', k))} on the {sp} split" for k in ks]
+        v = variant_seed_results(sp)
+        lab = on_domains({(k, s): r for k, runs in v.items() for s, r in runs.items()}, ('iSEG', 'MRBrainS'))
+        parts += [f"{k.removeprefix('exp 7, ')} {say(paired(lab, 'exp 7, log loss (Table 1)', k))} on the {sp} split" for k in EXP7_VARIANTS if k in v]
     if parts: out.append("Exp 7 with one thing changed (`beyond.ipynb`; each minus exp 7 on the same seeds, Dice on the two Table 1 domains): "
                          + '; '.join(parts) + '.')
     return out
