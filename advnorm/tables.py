@@ -17,14 +17,15 @@ from .train import resolve_preset
 from .runner import run_name, run_experiment
 
 # %% auto #0
-__all__ = ['PAPER_TABLE1', 'PAPER_TABLE2', 'PAIRS', 'NOISE_WHY', 'ORDERINGS', 'VARIANT_RUNS', 'GAN_FIELDS', 'RECORD_FIELDS',
-           'PROVENANCE_FIELDS', 'TABLE1_TARGET_SEEDS', 'TABLE1_SEEDS', 'JOURNAL_SEEDS', 'STANDARDIZATION',
-           'STANDARDIZATION_SEEDS', 'EXP7_VARIANTS', 'VARIANT_SEEDS', 'NOISE_RUNS', 'run_dir_for', 'results_dir',
-           'archive_run', 'sweep', 'table1', 'table2', 'seed_scores', 'paired', 'paired_table', 'noise_floor',
-           'noise_table', 'plot_paired', 'on_domains', 'paper_ordering', 'lambda_variants', 'budget_variants',
-           'severity_variants', 'sweep_variants', 'journal_variants', 'journal_lambda', 'variants_table', 'plot_lambda',
-           'realism_table', 'gan_table', 'severity_table', 'plot_severity', 'check_record', 'variant_seed_results',
-           'expected_records', 'check_records']
+__all__ = ['PAPER_TABLE1', 'PAPER_TABLE2', 'PAIRS', 'NOISE_WHY', 'ORDERINGS', 'VARIANT_RUNS', 'GAN_FIELDS', 'SEVERITY_COLOURS',
+           'RECORD_FIELDS', 'PROVENANCE_FIELDS', 'TABLE1_TARGET_SEEDS', 'TABLE1_SEEDS', 'JOURNAL_SEEDS',
+           'SEVERITY_CPU_EXPS', 'SEVERITY_CPU_SEEDS', 'STANDARDIZATION', 'STANDARDIZATION_SEEDS', 'EXP7_VARIANTS',
+           'VARIANT_SEEDS', 'NOISE_RUNS', 'run_dir_for', 'results_dir', 'archive_run', 'sweep', 'table1', 'table2',
+           'seed_scores', 'paired', 'paired_table', 'noise_floor', 'noise_table', 'plot_paired', 'on_domains',
+           'paper_ordering', 'lambda_variants', 'budget_variants', 'severity_variants', 'sweep_variants',
+           'journal_variants', 'journal_lambda', 'variants_table', 'plot_lambda', 'realism_table', 'gan_table',
+           'severity_table', 'plot_severity', 'check_record', 'variant_seed_results', 'expected_records',
+           'check_records']
 
 # %% ../nbs/15_tables.ipynb #f41e20fc
 PAPER_TABLE1 = {1: (0.906, 0.868, 0.863), 2: (0.813, 0.789, 0.839), 3: (0.401, 0.354, 0.519), 4: (0.293, 0.082, 0.563),
@@ -299,13 +300,19 @@ def budget_variants(factors=(1, 3),       # training budgets, as multiples of th
             | {f'exp {e}, {f}× steps': (e, steps(f)) for f in factors for e in baselines})
 
 def severity_variants(levels=(0.25, 0.5, 0.75, 1.0),  # severities of the intensity shift (0: none; 1: Table 1's benchmark)
-                      exps=(5, 6, 7),                 # the rows run at each severity
+                      exps=(5, 6, 7),                 # the rows run at each severity: Table 1 rows, or '7-journal'
                       preset='quick',                 # the preset's name
+                      journal_lambda_adv=None,        # λ of a '7-journal' row: the one `journal_lambda` keeps
                      ) -> dict:
     "Exps `exps` on the benchmark at each intensity-shift severity (`advnorm.synthetic.shifted_profile`): {label: (exp, overrides)}."
     b = get_preset(preset).benchmark
-    return {f'exp {e}, severity {s:g}': (e, {} if float(s) == 1 else {'benchmark': b | {'severity': float(s)}})
-            for s in levels for e in exps}
+    def overrides(e, s):
+        ov = {} if float(s) == 1 else {'benchmark': b | {'severity': float(s)}}
+        if str(e) != '7-journal': return ov
+        if journal_lambda_adv is None:
+            raise ValueError("severity_variants: exps holds '7-journal', so journal_lambda_adv must be given (the λ journal_lambda keeps)")
+        return ov | {'lambda_adv': float(journal_lambda_adv)}   # λ always named, as the journal row's records are
+    return {f'exp {e}, severity {s:g}': (e, overrides(e, s)) for s in levels for e in exps}
 
 def sweep_variants(variants: dict = VARIANT_RUNS,  # {label: (experiment, preset overrides)}
                    seeds=(0, 1), preset='quick', split='patch', data='synthetic',   # as in `sweep`: seeds, preset, split, data
@@ -412,21 +419,24 @@ def gan_table(results: dict,  # `sweep`'s results: {(exp, seed): results}
 
 
 # %% ../nbs/15_tables.ipynb #ce6404a8
+SEVERITY_COLOURS = {5: 'C0', 6: 'C1', 7: 'C2', '7-journal': 'C3'}   # one colour per row, in every severity figure
+
 def _severity_points(vres: dict) -> dict:
     "{exp: [(severity, [results of each seed])]} from `sweep_variants(severity_variants(...))`, sorted by severity."
     pts = {}
     for label, runs in vres.items():
         if not runs: continue
         e, s = label.split(', severity ')
-        pts.setdefault(int(e.split()[1]), []).append((float(s), [runs[k] for k in sorted(runs)]))
-    return {e: sorted(v, key=lambda t: t[0]) for e, v in sorted(pts.items())}
+        e = e.split(' ', 1)[1]   # 'exp 7' -> 7, 'exp 7-journal' -> '7-journal'
+        pts.setdefault(int(e) if e.isdigit() else e, []).append((float(s), [runs[k] for k in sorted(runs)]))
+    return {e: sorted(v, key=lambda t: t[0]) for e, v in sorted(pts.items(), key=lambda kv: str(kv[0]))}
 
 def severity_table(vres: dict,  # `sweep_variants(severity_variants(...))`
                   ) -> str:
     "Markdown: one row per (severity, exp), mean ± sd over seeds of Dice and, for the runs with a G, the realism figures."
     lines = ['| severity | exp | seeds | test patches CSF / GM / WM (mean) | volumes mean Dice | W1 to nearest real | critic AUC | SSIM in brain |',
              '|---|---|---|---|---|---|---|---|']
-    rows = sorted((s, e, rs) for e, v in _severity_points(vres).items() for s, rs in v)
+    rows = sorted(((s, e, rs) for e, v in _severity_points(vres).items() for s, rs in v), key=lambda t: (t[0], str(t[1])))
     for s, e, rs in rows:
         pm, ps = _msd([r['patch_dice']['mean'] for r in rs])
         vm, vs = _msd([[np.mean(r['volume_dice']['mean'])] for r in rs])
@@ -451,10 +461,11 @@ def plot_severity(vres: dict,  # `sweep_variants(severity_variants(...))`
     pts = _severity_points(vres)
     if not pts: raise ValueError('vres holds no runs: run the severity sweep first')
     fig, axes = plt.subplots(1, 4, figsize=(15, 3.4))
-    panels = [('mean Dice, test patches', lambda r: np.mean(r['patch_dice']['mean']), (5, 6, 7)),
-              ('W1 to the nearest real domain', lambda r: r['realism']['w1_nearest'], (6, 7)),
-              ('critic ROC AUC (0.5: indistinguishable)', lambda r: r['realism']['critic_auc']['all'], (6, 7)),
-              ('SSIM of G(x) with x, in the brain', lambda r: r['realism']['ssim_brain']['mean'], (6, 7))]
+    with_g = [e for e in pts if e != 5]   # the rows with a G (exp 5 has none)
+    panels = [('mean Dice, test patches', lambda r: np.mean(r['patch_dice']['mean']), list(pts)),
+              ('W1 to the nearest real domain', lambda r: r['realism']['w1_nearest'], with_g),
+              ('critic ROC AUC (0.5: indistinguishable)', lambda r: r['realism']['critic_auc']['all'], with_g),
+              ('SSIM of G(x) with x, in the brain', lambda r: r['realism']['ssim_brain']['mean'], with_g)]
     for ax, (title, value, exps) in zip(axes, panels):
         for e in exps:
             v = [(s, [x for x in map(_or_none(value), rs) if x is not None]) for s, rs in pts.get(e, [])]
@@ -462,7 +473,7 @@ def plot_severity(vres: dict,  # `sweep_variants(severity_variants(...))`
             if not v: continue
             ms = [_msd(x) for _, x in v]
             ax.errorbar([s for s, _ in v], [m for m, _ in ms], [0 if np.isnan(sd) else sd for _, sd in ms],
-                        marker='o', capsize=3, label=f'exp {e}', color=f'C{e - 5}')   # one colour per exp
+                        marker='o', capsize=3, label=f'exp {e}', color=SEVERITY_COLOURS.get(e, 'k'))   # one colour per exp
         ax.set(xlabel='severity of the intensity shift', title=title); ax.grid(alpha=.3); ax.legend()
     fig.tight_layout()
     if path: fig.savefig(path, dpi=100)
@@ -506,6 +517,8 @@ TABLE1_SEEDS = {           # the seeds recorded so far, per split and row: rows 
     'patch': {1: range(3), 2: range(3), 3: range(3), 4: range(3), 5: range(10), 6: range(10), 7: range(10)},
     'subject': {1: range(3), 2: range(3), 3: range(3), 4: range(3), 5: range(10), 6: range(10), 7: range(10)}}
 JOURNAL_SEEDS = {'patch': (0, 1, 2), 'subject': (0, 1, 2)}   # the journal objective's row (at `journal_lambda`): seeds recorded per split
+SEVERITY_CPU_EXPS = (5, 6, 7, '7-journal')   # the severity sweep on the CPU, with the journal row (the GPU one has rows 5-7 only)
+SEVERITY_CPU_SEEDS = ()   # its seeds recorded so far (patch split); severity 1 is the Table 1 and journal rows' own records
 STANDARDIZATION = ('5-whitestripe', '5-nyul')   # the classic standardizations beside exp 5's z-score (beyond.ipynb)
 STANDARDIZATION_SEEDS = {'patch': (0, 1, 2), 'subject': (0, 1, 2)}   # their seeds recorded per split
 EXP7_VARIANTS = ('exp 7, LSGAN', 'exp 7, WGAN-GP', 'exp 7, 3 domains', 'exp 7, λ=0.1', 'exp 7, λ=5')   # VARIANT_RUNS beside exp 7 (beyond.ipynb)
@@ -539,6 +552,7 @@ def expected_records(preset: str = 'quick',  # the preset's name the records wer
             'severity': [f'severity/{name(e, "patch", s, ov)}' for e, ov in severity_variants(preset=preset).values() for s in (0, 1)],
             'budget': [name(e, 'patch', s, ov) for e, ov in budget_variants(preset=preset).values() for s in (0, 1)],
             'journal': _journal_expected(name),
+            'severity (CPU)': _severity_cpu_expected(name, preset),
             'standardization': [name(e, sp, s) for e in STANDARDIZATION for sp, seeds in STANDARDIZATION_SEEDS.items() for s in seeds],
             'exp 7 variants': [name(VARIANT_RUNS[k][0], sp, s, VARIANT_RUNS[k][1]) for k, by in VARIANT_SEEDS.items() for sp, seeds in by.items() for s in seeds]}
 
@@ -550,6 +564,15 @@ def _journal_expected(name) -> list[str]:
     except FileNotFoundError: return sweep_runs   # the sweep's missing records are reported; the row waits for them
     return sweep_runs + [n for sp, seeds in JOURNAL_SEEDS.items() for s in seeds
                          if (n := name('7-journal', sp, s, {'lambda_adv': lam})) not in sweep_runs]
+
+def _severity_cpu_expected(name, preset) -> list[str]:
+    "The CPU severity sweep's records (`SEVERITY_CPU_SEEDS`) with the journal row at the λ kept; the shifted ones sit beside Table 1's."
+    if not SEVERITY_CPU_SEEDS: return []
+    try: lam = journal_lambda()['lambda']
+    except FileNotFoundError: lam = None   # the journal sweep's missing records are reported by its own table
+    exps = SEVERITY_CPU_EXPS if lam is not None else [e for e in SEVERITY_CPU_EXPS if e != '7-journal']
+    return [name(e, 'patch', s, ov) for e, ov in severity_variants(exps=exps, preset=preset, journal_lambda_adv=lam).values()
+            for s in SEVERITY_CPU_SEEDS]
 
 def check_records(root=None,                      # records folder; default `results_dir()`
                   expected: dict | None = None,   # {table: [record folders under `root`]}; default `expected_records()`

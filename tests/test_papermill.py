@@ -79,7 +79,8 @@ def test_table_notebooks_smoke(tmp_path):
     out = nb('beyond.ipynb', f'{{seeds: [0], preset: smoke, budgets: [1], budget_lambdas: [0.5, 1.0], severity_levels: [1.0], '
                              f'severity_seeds: [0], out: "{tmp_path}", journal_lambdas: [1.0], journal_seeds: [0], journal_splits: [patch], '
                              f'standardization_seeds: [0], standardization_splits: [patch], '
-                             f'variants: ["exp 7, LSGAN", "exp 7, 3 domains"], variant_seeds: [0], variant_splits: [patch]}}')
+                             f'variants: ["exp 7, LSGAN", "exp 7, 3 domains"], variant_seeds: [0], variant_splits: [patch], '
+                             f'severity_cpu_seeds: [0]}}')
     for label in ('1× steps, λ=0.5', '1× steps, λ=1', 'exp 5, 1× steps', 'exp 6, 1× steps'):
         assert f'| {label} |' in out, label                     # every budget variant ran and has its row
     assert (tmp_path/'runs'/'exp7-smoke-patch-seed0-lambda_adv=0.5'/'results.json').exists()
@@ -90,3 +91,5 @@ def test_table_notebooks_smoke(tmp_path):
     assert '| 5-nyul |' in out and 'Nyúl − z-score' in out   # WhiteStripe and Nyúl beside z-score, and their reading
     assert '| exp 7, 3 domains − exp 7, log loss (Table 1) | patch | 1 |' in out   # a 3-domain run paired with exp 7 on their shared domains
     assert '**Exp 7 with one thing changed, patch split**' in out and 'LSGAN ' in out   # and the variants' reading
+    assert (tmp_path/'severity-cpu.png').exists() and '| 1 | 7-journal | 1 |' in out   # the journal row in the CPU severity sweep
+    assert '**The journal objective as the shift grows (CPU).** Exp 7-journal − exp 7' in out   # and its reading

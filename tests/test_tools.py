@@ -44,3 +44,16 @@ def test_run_adapt_smoke(tmp_path):
     assert all(rec['settings'][o]['lr'] == ch['choices'][o]['chosen']['lr'] for o in rec['settings'])   # the choice, frozen
     again = subprocess.run(score, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
     assert again.returncode == 0 and 'kept already' in again.stdout
+
+def test_run_variants_severity_journal_row():
+    "`--exps 5 7-journal`: the journal row joins the severity study at the λ its sweep kept on validation, named in every run."
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('run_variants', ROOT/'tools'/'run_variants.py')
+    rv = importlib.util.module_from_spec(spec); spec.loader.exec_module(rv)
+    from advnorm.tables import journal_lambda
+    a = rv.argparse.Namespace(levels=[0.5, 1.0], exps=[rv._exp('5'), rv._exp('7-journal')], preset='quick')
+    v = rv.STUDIES['severity'](a)
+    lam = journal_lambda()['lambda']   # from the committed records of the journal's λ sweep
+    assert v['exp 7-journal, severity 1'] == ('7-journal', {'lambda_adv': lam})
+    assert v['exp 7-journal, severity 0.5'][1]['lambda_adv'] == lam and v['exp 5, severity 1'] == (5, {})
+    assert [rv._exp(s) for s in ('7', '7-k3')] == [7, '7-k3']

@@ -2,6 +2,7 @@
 
     python tools/run_variants.py severity --seeds 0 1 --workers 2                   # the 2-core CPU: two at a time
     python tools/run_variants.py severity --seeds 0 1 --workers 24 --device cuda    # one GPU shared by 24 runs
+    python tools/run_variants.py severity --exps 5 6 7 7-journal --levels 0.25 0.5 0.75 --seeds 0 1   # CPU, with the journal row
     python tools/run_variants.py table1 --exps 5 6 7 --seeds 3 4 5 6 7 8 9 --split subject   # more seeds of rows 5-7
     python tools/run_variants.py journal --seeds 0                                  # the journal objective, its lambda sweep
     python tools/run_variants.py journal --seeds 1 2 --lambdas 0.1                  # its row at the lambda kept (journal_lambda)
@@ -19,13 +20,22 @@ from advnorm.tables import budget_variants, severity_variants, VARIANT_RUNS
 from advnorm.experiments import JOURNAL_LAMBDAS
 
 STUDIES = {'table1': lambda a: {f'exp {e}': (e, None) for e in a.exps},   # Table 1 rows, more seeds or another split
-           'severity': lambda a: severity_variants(a.levels, a.exps, a.preset),
+           'severity': lambda a: severity_variants(a.levels, a.exps, a.preset, _journal_lambda(a) if '7-journal' in a.exps else None),
            'budget': lambda a: budget_variants((1, 3), (0.1, 1.0), a.preset),
            # the journal's objective (issue 27): λ chosen on the validation Dice loss of seed 0, before any test figure is read
            'journal': lambda a: {f'7-journal lambda_adv={l}': ('7-journal', {'lambda_adv': l}) for l in a.lambdas or JOURNAL_LAMBDAS},
            # beyond.ipynb's variants (`VARIANT_RUNS`) other than the Table 1 rows; --only keeps those whose label or key holds a word
            'beyond': lambda a: {k: (e, ov) for k, (e, ov) in VARIANT_RUNS.items() if '(Table 1)' not in k
                                 and (not a.only or any(w.lower() in f'{k} {e} {ov}'.lower() for w in a.only))}}
+
+def _journal_lambda(a) -> float:
+    "The journal row's λ: the one `journal_lambda` keeps on the validation Dice loss of its sweep (seed 0, patch split)."
+    from advnorm.tables import journal_lambda
+    return journal_lambda(preset=a.preset)['lambda']
+
+def _exp(s: str):
+    "A Table 1 row (5) or a registry key ('7-journal') from the command line."
+    return int(s) if s.isdigit() else s
 
 def _bench(kw):
     from advnorm.benchmark import ensure_benchmark
@@ -56,7 +66,8 @@ def main(argv=None):
     ap.add_argument('study', choices=sorted(STUDIES))
     ap.add_argument('--seeds', type=int, nargs='+', default=[0, 1])
     ap.add_argument('--levels', type=float, nargs='+', default=[0.25, 0.5, 0.75, 1.0], help='severity levels')
-    ap.add_argument('--exps', type=int, nargs='+', default=[5, 6, 7], help='experiments of the severity study')
+    ap.add_argument('--exps', type=_exp, nargs='+', default=[5, 6, 7],
+                    help="experiments of the table1 and severity studies: rows (5) or keys ('7-journal': at the λ journal_lambda keeps)")
     ap.add_argument('--lambdas', type=float, nargs='+', default=None, help='lambda_adv of the journal study (default: JOURNAL_LAMBDAS)')
     ap.add_argument('--only', nargs='+', default=None, help="beyond: the variants whose label or experiment holds one of these words (e.g. nyul lsgan)")
     ap.add_argument('--preset', default='quick'); ap.add_argument('--split', default='patch')
