@@ -21,10 +21,10 @@ __all__ = ['PAPER_TABLE1', 'PAPER_TABLE2', 'PAIRS', 'NOISE_WHY', 'ORDERINGS', 'V
            'RECORD_FIELDS', 'PROVENANCE_FIELDS', 'TABLE1_TARGET_SEEDS', 'TABLE1_SEEDS', 'JOURNAL_SEEDS',
            'SEVERITY_CPU_EXPS', 'SEVERITY_CPU_SEEDS', 'STANDARDIZATION', 'STANDARDIZATION_SEEDS', 'EXP7_VARIANTS',
            'VARIANT_SEEDS', 'NOISE_RUNS', 'run_dir_for', 'results_dir', 'archive_run', 'sweep', 'table1', 'table2',
-           'seed_scores', 'paired', 'paired_table', 'noise_floor', 'noise_table', 'plot_paired', 'on_domains',
-           'paper_ordering', 'lambda_variants', 'budget_variants', 'severity_variants', 'sweep_variants',
-           'journal_variants', 'journal_lambda', 'variants_table', 'plot_lambda', 'realism_table', 'gan_table',
-           'severity_table', 'plot_severity', 'check_record', 'variant_seed_results', 'expected_records',
+           'seed_scores', 'paired', 'paired_table', 'noise_floor', 'noise_pairs', 'noise_band', 'noise_table',
+           'plot_paired', 'on_domains', 'paper_ordering', 'lambda_variants', 'budget_variants', 'severity_variants',
+           'sweep_variants', 'journal_variants', 'journal_lambda', 'variants_table', 'plot_lambda', 'realism_table',
+           'gan_table', 'severity_table', 'plot_severity', 'check_record', 'variant_seed_results', 'expected_records',
            'check_records']
 
 # %% ../nbs/15_tables.ipynb #f41e20fc
@@ -177,7 +177,8 @@ def paired_table(by_split: dict,           # {split: `sweep` results}
     return '\n'.join(lines)
 
 NOISE_WHY = {'rerun': 'the same seed and threads, trained again later (another machine)', 'threads2': '2 threads instead of 1',
-             'retrain': 'the same seed and threads, trained again later (the same machine)'}   # what each noise/<what>/ run changed
+             'retrain': 'the same seed and threads, trained again later (the same machine)',
+             'readme': "the README's command 1 in a fresh venv: 2 threads, the default"}   # what each noise/<what>/ run changed
 
 def noise_floor(root=None,                 # records folder; default `results_dir()`
                 how: str = 'patch_dice',   # 'patch_dice' (test patches) or 'volume_dice' (test volumes)
@@ -194,6 +195,19 @@ def noise_floor(root=None,                 # records folder; default `results_di
                      'commits': tuple(((x.get('provenance') or {}).get('trained') or {}).get('git_commit', 'unknown')[:7] for x in (t, r)),
                      'dice': (d0, d), 'delta': d - d0})
     return rows
+
+def noise_pairs(rows: list[dict],  # `noise_floor`'s rows
+               ) -> list[dict]:
+    "The runs trained again twice with the same thread count (e.g. two 2-thread runs of one seed): {'runs': (what, what), 'commits', 'threads', 'delta'} each."
+    return [{'run': x['run'], 'runs': (x['what'], y['what']), 'commits': (x['commits'][1], y['commits'][1]), 'threads': x['threads'][1],
+             'delta': y['dice'][1] - x['dice'][1]}
+            for i, x in enumerate(rows) for y in rows[i + 1:] if x['run'] == y['run'] and x['threads'][1] == y['threads'][1]]
+
+def noise_band(rows: list[dict] | None = None,  # `noise_floor`'s rows; default: read them from the records
+              ) -> float | None:
+    "The largest |difference| between two runs of one seed: each against its Table 1 record, and two runs again with the same threads (None when none)."
+    rows = noise_floor() if rows is None else rows
+    return max([abs(r['delta']) for r in rows] + [abs(p['delta']) for p in noise_pairs(rows)], default=None)
 
 def noise_table(rows: list[dict],  # `noise_floor`'s rows
                ) -> str:
@@ -529,6 +543,7 @@ NOISE_RUNS = {   # the implementation's own noise: Table 1 runs trained again, k
     'threads2': [(5, 'patch', 0), (6, 'patch', 0), (7, 'patch', 0)],   # the same seed with 2 threads instead of 1
     'rerun': [(5, 'patch', 0)],      # the same seed and thread count, trained again on another machine
     'retrain': [(5, 'patch', 6), (5, 'patch', 8), (5, 'patch', 9)],   # the same seed and thread count, trained again later on the same machine
+    'readme': [(7, 'patch', 0)],     # the README's command 1, run verbatim in a fresh venv (2 threads, the default)
 }
 
 def variant_seed_results(split: str,               # 'patch' or 'subject'

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse, sys
 from pathlib import Path
 import numpy as np
-from advnorm.tables import (sweep, paired, seed_scores, noise_floor, NOISE_WHY, severity_variants, sweep_variants, budget_variants, results_dir,
+from advnorm.tables import (sweep, paired, seed_scores, noise_floor, noise_pairs, NOISE_WHY, severity_variants, sweep_variants, budget_variants, results_dir,
                             TABLE1_SEEDS, TABLE1_TARGET_SEEDS, PAIRS, SPLITS, JOURNAL_SEEDS, journal_lambda)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,8 +38,10 @@ def results_text() -> str:
                    f"exp {b} − exp {a} {p['mean']:+.3f} [{p['t_ci'][0]:+.3f}, {p['t_ci'][1]:+.3f}] on the {sp} split, {p['verdict']}"
                    for a, b in PAIRS for sp in SPLITS for p in [paired(res[sp], a, b)]) + '.')
     nf = noise_floor()
-    if nf: out.append("The implementation's own noise: " + '; '.join(f"{r['run']} ({NOISE_WHY[r['what']]}) "
-                                                              f"{r['delta']:+.3f}" for r in nf) + '.')
+    if nf: out.append("The implementation's own noise (each against its Table 1 record): " + '; '.join(
+        f"{r['run']} ({NOISE_WHY[r['what']]}) {r['delta']:+.3f}" for r in nf) + ''.join(
+        f"; {p['run']}'s two {p['threads']}-thread runs (at {p['commits'][0]} and {p['commits'][1]}) differ by {abs(p['delta']):.3f}"
+        for p in noise_pairs(nf)) + '.')
     rz = {e: [r['realism'] for sp in SPLITS for (x, _), r in res[sp].items() if x == e and 'realism' in r] for e in (6, 7)}
     out.append("Realism of G's images (`13_realism`, both splits): W1 to the nearest real domain " + ', '.join(
         f"exp {e} {np.mean([z['w1_nearest'] for z in rz[e]]):.3f}" for e in (6, 7)) + "; post-hoc critic ROC AUC " + ', '.join(
