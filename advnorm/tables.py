@@ -537,11 +537,11 @@ STANDARDIZATION = ('5-whitestripe', '5-nyul')   # the classic standardizations b
 STANDARDIZATION_SEEDS = {'patch': (0, 1, 2), 'subject': (0, 1, 2)}   # their seeds recorded per split
 EXP7_VARIANTS = ('exp 7, LSGAN', 'exp 7, WGAN-GP', 'exp 7, 3 domains', 'exp 7, λ=0.1', 'exp 7, λ=5')   # VARIANT_RUNS beside exp 7 (beyond.ipynb)
 VARIANT_SEEDS = {   # each variant's seeds recorded so far, per split (λ = 0.1's patch seeds 0 and 1 are the budget study's runs)
-    'exp 7, LSGAN': {'patch': (0, 1, 2), 'subject': ()}, 'exp 7, WGAN-GP': {'patch': (0, 1, 2), 'subject': ()},
-    'exp 7, 3 domains': {'patch': (0, 1, 2), 'subject': ()}, 'exp 7, λ=0.1': {'patch': (0, 1, 2), 'subject': ()},
-    'exp 7, λ=5': {'patch': (0, 1, 2), 'subject': ()}}
+    'exp 7, LSGAN': {'patch': (0, 1, 2), 'subject': (0, 1, 2)}, 'exp 7, WGAN-GP': {'patch': (0, 1, 2), 'subject': (0, 1, 2)},
+    'exp 7, 3 domains': {'patch': (0, 1, 2), 'subject': (0, 1, 2)}, 'exp 7, λ=0.1': {'patch': (0, 1, 2), 'subject': (0, 1, 2)},
+    'exp 7, λ=5': {'patch': (0, 1, 2), 'subject': (0, 1, 2)}}
 NOISE_RUNS = {   # the implementation's own noise: Table 1 runs trained again, kept under results/noise/<what>/, as (exp, split, seed)
-    'threads2': [(5, 'patch', 0), (6, 'patch', 0), (7, 'patch', 0)],   # the same seed with 2 threads instead of 1
+    'threads2': [(5, 'patch', 0), (6, 'patch', 0), (7, 'patch', 0), (7, 'subject', 0)],   # the same seed with 2 threads instead of 1
     'rerun': [(5, 'patch', 0)],      # the same seed and thread count, trained again on another machine
     'retrain': [(5, 'patch', 6), (5, 'patch', 8), (5, 'patch', 9)],   # the same seed and thread count, trained again later on the same machine
     'readme': [(7, 'patch', 0)],     # the README's command 1, run verbatim in a fresh venv (2 threads, the default)
