@@ -447,7 +447,7 @@ def _severity_points(vres: dict) -> dict:
 
 def severity_table(vres: dict,  # `sweep_variants(severity_variants(...))`
                   ) -> str:
-    "Markdown: one row per (severity, exp), mean ± sd over seeds of Dice and, for the runs with a G, the realism figures."
+    "Markdown: one row per (severity, exp), mean ± sd over seeds of Dice and, for the runs with a G, the realism figures; then the devices recorded on."
     lines = ['| severity | exp | seeds | test patches CSF / GM / WM (mean) | volumes mean Dice | W1 to nearest real | critic AUC | SSIM in brain |',
              '|---|---|---|---|---|---|---|---|']
     rows = sorted(((s, e, rs) for e, v in _severity_points(vres).items() for s, rs in v), key=lambda t: (t[0], str(t[1])))
@@ -458,7 +458,8 @@ def severity_table(vres: dict,  # `sweep_variants(severity_variants(...))`
         f = lambda g: _fmt(*_msd([[g(x)] for x in re])) if re else '—'
         lines.append(f'| {s:g} | {e} | {len(rs)} | {_fmt(pm, ps)} ({np.mean(pm):.3f}) | {_fmt(vm, vs)} | '
                      f"{f(lambda x: x['w1_nearest'])} | {f(lambda x: x['critic_auc']['all'])} | {f(lambda x: x['ssim_brain']['mean'])} |")
-    return '\n'.join(lines)
+    devices = sorted({r['device'] for *_, rs in rows for r in rs if 'device' in r})   # GPU and CPU sweeps are not compared
+    return '\n'.join(lines) + (f"\n\nrecorded on: {', '.join(devices)}" if devices else '')
 
 def _or_none(f):
     "`f`, returning None where the record lacks a field `f` reads."
