@@ -447,9 +447,9 @@ def _severity_points(vres: dict) -> dict:
 
 def severity_table(vres: dict,  # `sweep_variants(severity_variants(...))`
                   ) -> str:
-    "Markdown: one row per (severity, exp), mean ± sd over seeds of Dice and, for the runs with a G, the realism figures; then the devices recorded on."
-    lines = ['| severity | exp | seeds | test patches CSF / GM / WM (mean) | volumes mean Dice | W1 to nearest real | critic AUC | SSIM in brain |',
-             '|---|---|---|---|---|---|---|---|']
+    "Markdown: one row per (severity, exp), mean ± sd over seeds of Dice and, for the runs with a G, the realism figures and how far G brings the domains together; then the devices recorded on."
+    lines = ['| severity | exp | seeds | test patches CSF / GM / WM (mean) | volumes mean Dice | W1 to nearest real | critic AUC | SSIM in brain | JSD between the domains, input → G(x) (bits) |',
+             '|---|---|---|---|---|---|---|---|---|']
     rows = sorted(((s, e, rs) for e, v in _severity_points(vres).items() for s, rs in v), key=lambda t: (t[0], str(t[1])))
     for s, e, rs in rows:
         pm, ps = _msd([r['patch_dice']['mean'] for r in rs])
@@ -457,10 +457,16 @@ def severity_table(vres: dict,  # `sweep_variants(severity_variants(...))`
         re = [r['realism'] for r in rs if 'realism' in r]
         f = lambda g: _fmt(*_msd([[g(x)] for x in re])) if re else '—'
         lines.append(f'| {s:g} | {e} | {len(rs)} | {_fmt(pm, ps)} ({np.mean(pm):.3f}) | {_fmt(vm, vs)} | '
-                     f"{f(lambda x: x['w1_nearest'])} | {f(lambda x: x['critic_auc']['all'])} | {f(lambda x: x['ssim_brain']['mean'])} |")
+                     f"{f(lambda x: x['w1_nearest'])} | {f(lambda x: x['critic_auc']['all'])} | {f(lambda x: x['ssim_brain']['mean'])} | {_jsd_cell(rs)} |")
     devices = sorted({r['device'] for *_, rs in rows for r in rs if 'device' in r})   # GPU and CPU sweeps are not compared
     return '\n'.join(lines) + (f"\n\nrecorded on: {', '.join(devices)}" if devices else '')
 
+def _jsd_cell(rs) -> str:
+    "Mean JSD between the training domains' histograms of the network's input and, for the rows with a G, of G(x) (`jsd_bits` of the records)."
+    j = [r['jsd_bits'] for r in rs if r.get('jsd_bits')]
+    if not j: return '—'
+    g = [x['normalized'] for x in j if 'normalized' in x]
+    return f"{np.mean([x['input'] for x in j]):.4f}" + (f' → {np.mean(g):.4f}' if g else '')
 def _or_none(f):
     "`f`, returning None where the record lacks a field `f` reads."
     def g(r):
@@ -471,25 +477,31 @@ def _or_none(f):
 def plot_severity(vres: dict,  # `sweep_variants(severity_variants(...))`
                   path=None,   # save the figure there when given
                  ):
-    "A figure of the mean Dice (test patches) of each exp and the realism of G's images against the severity of the intensity shift; returns it."
+    "A figure of the mean Dice (test patches) of each exp, the realism of G's images and the domains' divergence after G against the severity of the intensity shift; returns it."
     import matplotlib.pyplot as plt
     pts = _severity_points(vres)
     if not pts: raise ValueError('vres holds no runs: run the severity sweep first')
-    fig, axes = plt.subplots(1, 4, figsize=(15, 3.4))
+    fig, axes = plt.subplots(1, 5, figsize=(18.5, 3.4))
     with_g = [e for e in pts if e != 5]   # the rows with a G (exp 5 has none)
     panels = [('mean Dice, test patches', lambda r: np.mean(r['patch_dice']['mean']), list(pts)),
               ('W1 to the nearest real domain', lambda r: r['realism']['w1_nearest'], with_g),
               ('critic ROC AUC (0.5: indistinguishable)', lambda r: r['realism']['critic_auc']['all'], with_g),
-              ('SSIM of G(x) with x, in the brain', lambda r: r['realism']['ssim_brain']['mean'], with_g)]
+              ('SSIM of G(x) with x, in the brain', lambda r: r['realism']['ssim_brain']['mean'], with_g),
+              ("JSD between the domains after G (bits)", lambda r: r['jsd_bits']['normalized'], with_g)]
     for ax, (title, value, exps) in zip(axes, panels):
         for e in exps:
             v = [(s, [x for x in map(_or_none(value), rs) if x is not None]) for s, rs in pts.get(e, [])]
-            v = [(s, x) for s, x in v if x]   # runs recorded before the realism score have none
+            v = [(s, x) for s, x in v if x]   # runs recorded before the realism score (or the JSD) have none
             if not v: continue
             ms = [_msd(x) for _, x in v]
             ax.errorbar([s for s, _ in v], [m for m, _ in ms], [0 if np.isnan(sd) else sd for _, sd in ms],
                         marker='o', capsize=3, label=f'exp {e}', color=SEVERITY_COLOURS.get(e, 'k'))   # one colour per exp
-        ax.set(xlabel='severity of the intensity shift', title=title); ax.grid(alpha=.3); ax.legend()
+    inp = {}   # the divergence of G's input (max-scaled, the same for every row with a G): where G starts from
+    for e in with_g:
+        for s, rs in pts[e]: inp.setdefault(s, []).extend(r['jsd_bits']['input'] for r in rs if 'input' in (r.get('jsd_bits') or {}))
+    inp = {s: v for s, v in sorted(inp.items()) if v}
+    if inp: axes[4].plot(list(inp), [np.mean(v) for v in inp.values()], 'k--', label="G's input")
+    for ax, (title, *_) in zip(axes, panels): ax.set(xlabel='severity of the intensity shift', title=title); ax.grid(alpha=.3); ax.legend()
     fig.tight_layout()
     if path: fig.savefig(path, dpi=100)
     return fig
@@ -533,7 +545,7 @@ TABLE1_SEEDS = {           # the seeds recorded so far, per split and row: rows 
     'subject': {1: range(3), 2: range(3), 3: range(3), 4: range(3), 5: range(10), 6: range(10), 7: range(10)}}
 JOURNAL_SEEDS = {'patch': (0, 1, 2), 'subject': (0, 1, 2)}   # the journal objective's row (at `journal_lambda`): seeds recorded per split
 SEVERITY_CPU_EXPS = (5, 6, 7, '7-journal')   # the severity sweep on the CPU, with the journal row (the GPU one has rows 5-7 only)
-SEVERITY_CPU_SEEDS = ()   # its seeds recorded so far (patch split); severity 1 is the Table 1 and journal rows' own records
+SEVERITY_CPU_SEEDS = (0,)   # its seeds recorded so far (patch split); severity 1 is the Table 1 and journal rows' own records
 STANDARDIZATION = ('5-whitestripe', '5-nyul')   # the classic standardizations beside exp 5's z-score (beyond.ipynb)
 STANDARDIZATION_SEEDS = {'patch': (0, 1, 2), 'subject': (0, 1, 2)}   # their seeds recorded per split
 EXP7_VARIANTS = ('exp 7, LSGAN', 'exp 7, WGAN-GP', 'exp 7, 3 domains', 'exp 7, λ=0.1', 'exp 7, λ=5')   # VARIANT_RUNS beside exp 7 (beyond.ipynb)

@@ -54,7 +54,7 @@ def results_text() -> str:
     out.append("`beyond.ipynb`: the intensity-shift sweep (GPU, seeds 0 and 1) gives exp 7 − exp 5 of " + ' / '.join(f'{a:+.3f}' for _, a, _ in g)
                + " and exp 7 − exp 6 of " + ' / '.join(f'{b:+.3f}' for *_, b in g) + " at severities 0.25 / 0.5 / 0.75 / 1; the budget × λ study is "
                "read there on paired seeds.")
-    out += _journal_text(res) + _beyond_text(res) + _adaptation_text()
+    out += _journal_text(res) + _severity_cpu_text() + _beyond_text(res) + _adaptation_text()
     return '\n\n'.join(out)
 
 def _ci(p) -> str: return f"{p['mean']:+.3f} [{p['t_ci'][0]:+.3f}, {p['t_ci'][1]:+.3f}], {p['verdict']}"
@@ -69,6 +69,28 @@ def _journal_text(res: dict) -> list[str]:
         parts.append(f"on the {sp} split ({len(JOURNAL_SEEDS[sp])} seeds) minus " + ', minus '.join(f"exp {a} {_ci(paired(r, a, '7-journal'))}" for a in (7, 6, 5)))
     return [f"The authors' later objective, where G is asked to make D take G(x) for the other domain (`beyond.ipynb`; λ = {lam:g}, "
             "chosen on the validation Dice loss): exp 7-journal " + '; '.join(parts) + '.']
+
+def _severity_cpu_text(levels=(0.25, 0.5, 0.75, 1.0)) -> list[str]:
+    "The CPU severity sweep with the journal row (`SEVERITY_CPU_SEEDS`): the journal row minus rows 7, 6 and 5 at each severity."
+    from advnorm.tables import SEVERITY_CPU_EXPS, SEVERITY_CPU_SEEDS
+    if not SEVERITY_CPU_SEEDS: return []
+    lam = journal_lambda()['lambda']
+    v = sweep_variants(severity_variants(levels, SEVERITY_CPU_EXPS, 'quick', lam), list(SEVERITY_CPU_SEEDS), 'quick', 'patch',
+                       run_missing=False, progress=False)
+    by = {(k, s): r for k, runs in v.items() for s, r in runs.items()}
+    ps = {a: [paired(by, f'exp {a}, severity {s:g}', f'exp 7-journal, severity {s:g}') for s in levels] for a in (7, 6, 5)}
+    seeds = ', '.join(map(str, SEVERITY_CPU_SEEDS))
+    def m(e, s, f, nd=3):   # mean over the seeds of f(record), exp e at severity s
+        x = [f(r) for (k, _), r in by.items() if k == f'exp {e}, severity {s:g}']
+        return f'{np.mean(x):.{nd}f}' if x else '—'
+    jsd, auc = (lambda r: r['jsd_bits']['normalized']), (lambda r: r['realism']['critic_auc']['all'])
+    return [f"The intensity-shift sweep again with the journal row, trained on the CPU (`beyond.ipynb`; patch split, seed{'s' * (len(SEVERITY_CPU_SEEDS) > 1)} {seeds}, "
+            "one thread): exp 7-journal " + ', '.join(f"− exp {a} of " + ' / '.join(f"{p['mean']:+.3f}" if p['n'] else '—' for p in ps[a]) for a in (7, 6, 5))
+            + f" at severities {' / '.join(f'{s:g}' for s in levels)} (verdicts: "
+            + ', '.join(sorted({p['verdict'] for v in ps.values() for p in v})) + '). What G does there, exp 7-journal / exp 7 at the same severities: '
+            'JSD between the domains after G ' + ', '.join(f"{m('7-journal', s, jsd, 4)} / {m(7, s, jsd, 4)}" for s in levels)
+            + ' bits (G\'s input: ' + ' / '.join(m(7, s, lambda r: r['jsd_bits']['input'], 4) for s in levels) + '), post-hoc critic ROC AUC of G\'s images '
+            + ', '.join(f"{m('7-journal', s, auc)} / {m(7, s, auc)}" for s in levels) + ' (0.5: not told from real ones).']
 
 def _beyond_text(res: dict) -> list[str]:
     "Classic standardization against z-score, and exp 7 with one thing changed against exp 7, on paired seeds (beyond.ipynb)."
