@@ -545,7 +545,7 @@ TABLE1_SEEDS = {           # the seeds recorded so far, per split and row: rows 
     'subject': {1: range(3), 2: range(3), 3: range(3), 4: range(3), 5: range(10), 6: range(10), 7: range(10)}}
 JOURNAL_SEEDS = {'patch': (0, 1, 2), 'subject': (0, 1, 2)}   # the journal objective's row (at `journal_lambda`): seeds recorded per split
 SEVERITY_CPU_EXPS = (5, 6, 7, '7-journal')   # the severity sweep on the CPU, with the journal row (the GPU one has rows 5-7 only)
-SEVERITY_CPU_SEEDS = (0,)   # its seeds recorded so far (patch split); severity 1 is the Table 1 and journal rows' own records
+SEVERITY_CPU_SEEDS = (0, 1)   # its seeds recorded so far (patch split); severity 1 is the Table 1 and journal rows' own records
 STANDARDIZATION = ('5-whitestripe', '5-nyul')   # the classic standardizations beside exp 5's z-score (beyond.ipynb)
 STANDARDIZATION_SEEDS = {'patch': (0, 1, 2), 'subject': (0, 1, 2)}   # their seeds recorded per split
 EXP7_VARIANTS = ('exp 7, LSGAN', 'exp 7, WGAN-GP', 'exp 7, 3 domains', 'exp 7, λ=0.1', 'exp 7, λ=5')   # VARIANT_RUNS beside exp 7 (beyond.ipynb)
