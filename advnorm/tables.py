@@ -24,8 +24,8 @@ __all__ = ['PAPER_TABLE1', 'PAPER_TABLE2', 'PAIRS', 'NOISE_WHY', 'ORDERINGS', 'V
            'seed_scores', 'paired', 'paired_table', 'noise_floor', 'noise_pairs', 'noise_band', 'noise_table',
            'plot_paired', 'on_domains', 'paper_ordering', 'lambda_variants', 'budget_variants', 'severity_variants',
            'sweep_variants', 'journal_variants', 'journal_lambda', 'variants_table', 'plot_lambda', 'realism_table',
-           'gan_table', 'severity_table', 'plot_severity', 'check_record', 'variant_seed_results', 'expected_records',
-           'check_records']
+           'gan_table', 'severity_table', 'severity_mean', 'plot_severity', 'check_record', 'variant_seed_results',
+           'expected_records', 'check_records']
 
 # %% ../nbs/15_tables.ipynb #f41e20fc
 PAPER_TABLE1 = {1: (0.906, 0.868, 0.863), 2: (0.813, 0.789, 0.839), 3: (0.401, 0.354, 0.519), 4: (0.293, 0.082, 0.563),
@@ -461,6 +461,15 @@ def severity_table(vres: dict,  # `sweep_variants(severity_variants(...))`
     devices = sorted({r['device'] for *_, rs in rows for r in rs if 'device' in r})   # GPU and CPU sweeps are not compared
     return '\n'.join(lines) + (f"\n\nrecorded on: {', '.join(devices)}" if devices else '')
 
+def severity_mean(by: dict,  # {(label, seed): record} of a severity sweep
+                  e,           # the row: 5, 6, 7 or '7-journal'
+                  s: float,    # the severity
+                  f,           # what to read from a record, e.g. `lambda r: r['jsd_bits']['normalized']`
+                  nd: int = 3, # decimals
+                 ) -> str:
+    "Mean over the seeds of `f(record)` for exp `e` at severity `s`, formatted with `nd` decimals ('—' where none is recorded)."
+    x = [f(r) for (k, _), r in by.items() if k == f'exp {e}, severity {s:g}']
+    return f'{np.mean(x):.{nd}f}' if x else '—'
 def _jsd_cell(rs) -> str:
     "Mean JSD between the training domains' histograms of the network's input and, for the rows with a G, of G(x) (`jsd_bits` of the records)."
     j = [r['jsd_bits'] for r in rs if r.get('jsd_bits')]

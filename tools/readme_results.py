@@ -80,9 +80,8 @@ def _severity_cpu_text(levels=(0.25, 0.5, 0.75, 1.0)) -> list[str]:
     by = {(k, s): r for k, runs in v.items() for s, r in runs.items()}
     ps = {a: [paired(by, f'exp {a}, severity {s:g}', f'exp 7-journal, severity {s:g}') for s in levels] for a in (7, 6, 5)}
     seeds = ', '.join(map(str, SEVERITY_CPU_SEEDS))
-    def m(e, s, f, nd=3):   # mean over the seeds of f(record), exp e at severity s
-        x = [f(r) for (k, _), r in by.items() if k == f'exp {e}, severity {s:g}']
-        return f'{np.mean(x):.{nd}f}' if x else '—'
+    from advnorm.tables import severity_mean
+    m = lambda e, s, f, nd=3: severity_mean(by, e, s, f, nd)
     jsd, auc = (lambda r: r['jsd_bits']['normalized']), (lambda r: r['realism']['critic_auc']['all'])
     return [f"The intensity-shift sweep again with the journal row, trained on the CPU (`beyond.ipynb`; patch split, seed{'s' * (len(SEVERITY_CPU_SEEDS) > 1)} {seeds}, "
             "one thread): exp 7-journal " + ', '.join(f"− exp {a} of " + ' / '.join(f"{p['mean']:+.3f}" if p['n'] else '—' for p in ps[a]) for a in (7, 6, 5))
